@@ -1,0 +1,53 @@
+"""Stable codes: one table for `qts-ctl` replies, one for order refusals.
+
+Codes are part of the wire contract. Add new ones; never rename or reuse one, because operators
+grep logs and dashboards for them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class CtlCode:
+    """Error codes of a CtlReply (circus style: one table, the CLI prints code and reason)."""
+
+    OK: Final = "OK"
+    BAD_REQUEST: Final = "BAD_REQUEST"  # the request did not decode or lacks an argument
+    UNKNOWN_COMMAND: Final = "UNKNOWN_COMMAND"
+    INVALID_TRANSITION: Final = "INVALID_TRANSITION"  # e.g. `reduce` while HALTED
+    NOT_ACKNOWLEDGED: Final = "NOT_ACKNOWLEDGED"  # some service did not acknowledge in time
+    TIMEOUT: Final = "TIMEOUT"  # the CLI heard no reply in time
+    UNAVAILABLE: Final = "UNAVAILABLE"  # the service is not running / not reachable
+    INTERNAL: Final = "INTERNAL"
+    NOT_READY: Final = "NOT_READY"  # e.g. execution still reconciling
+
+
+class Reason:
+    """Reason codes of IntentDenied and OrderRejected. Docs: docs/risk.md."""
+
+    # trading state and safety
+    HALTED: Final = "HALTED"
+    REDUCE_ONLY: Final = "REDUCE_ONLY"  # REDUCING and the order would not shrink a position
+    FAILSAFE: Final = "FAILSAFE"  # no control message from the supervisor for too long
+    NOT_READY: Final = "NOT_READY"  # execution has not finished reconciling
+    STALE_INTENT: Final = "STALE_INTENT"  # older than the configured age
+    DUPLICATE_INTENT: Final = "DUPLICATE_INTENT"  # this intent id already became an order
+    # price and instrument rules
+    TICK_SIZE: Final = "TICK_SIZE"
+    PRICE_LIMIT: Final = "PRICE_LIMIT"  # outside the daily +-30% band
+    PRICE_COLLAR: Final = "PRICE_COLLAR"  # too far from the last trade (fat finger)
+    UNKNOWN_SYMBOL: Final = "UNKNOWN_SYMBOL"
+    BAD_ORDER: Final = "BAD_ORDER"  # non-positive quantity, missing price, bad type
+    # size and exposure
+    MAX_ORDER_QTY: Final = "MAX_ORDER_QTY"
+    MAX_ORDER_NOTIONAL: Final = "MAX_ORDER_NOTIONAL"
+    MAX_POSITION: Final = "MAX_POSITION"
+    MAX_OPEN_ORDERS: Final = "MAX_OPEN_ORDERS"
+    INSUFFICIENT_HOLDINGS: Final = "INSUFFICIENT_HOLDINGS"  # no naked short selling
+    INSUFFICIENT_CASH: Final = "INSUFFICIENT_CASH"
+    # broker side
+    BROKER_REJECT: Final = "BROKER_REJECT"
+    BROKER_UNAVAILABLE: Final = "BROKER_UNAVAILABLE"
+    HALT_CANCEL: Final = "HALT_CANCEL"  # cancelled because trading was halted
+    SESSION_CLOSED: Final = "SESSION_CLOSED"
