@@ -1,0 +1,92 @@
+"""`make bench`: the whole system on the paper venue with `pulse`, tick-to-order per stage.
+
+Runs a real deployment (supervisord, every service) in a temporary directory, drives the
+synthetic observer at a fixed tick rate for a fixed number of events, and reads the latency
+histograms the performance service built from the messages' own traces. Prints a table and
+writes the figures as JSON under var/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.kit import REPO, System, eventually
+
+STAGES = ("strategy", "risk", "execution", "broker", "tick_to_order", "tick_to_ack")
+
+
+def run_system(rate: int, seconds: float, every: int) -> dict[str, Any]:
+    events = int(rate * seconds)
+    with tempfile.TemporaryDirectory(prefix="qts-bench-") as tmp:
+        system = System(Path(tmp), STRATEGY_SCOPE="pulse", QTS_STRATEGY__PULSE_EVERY=str(every),
+                        QTS_OBSERVER__RATE_HZ=str(rate), QTS_OBSERVER__MAX_EVENTS=str(events),
+                        LOG_LEVEL="WARNING")
+        try:
+            system.start()
+            t0 = time.monotonic()
+            stats = eventually(lambda: (s := system.call("observer", "stats"))["done"] and s,
+                               timeout=seconds * 4 + 30, interval=0.2,
+                               message="observer finished its events")
+            elapsed = time.monotonic() - t0
+            time.sleep(1.0)  # let the last orders' answers arrive
+            summary = system.call("performance", "summary")
+            ping = {name: system.call(name, "ping") for name in
+                    ("observer", "strategy", "risk", "execution", "portfolio", "performance")}
+        finally:
+            system.stop()
+    return {
+        "rate_hz": rate,
+        "events": stats["events"],
+        "elapsed_s": round(elapsed, 3),
+        "events_per_s": round(stats["events"] / elapsed, 1) if elapsed else None,
+        "orders": summary.get("orders"),
+        "fills": summary.get("fills"),
+        "latency_us": summary.get("latency_us", {}),
+        "bad_frames": {n: {k: v for k, v in p["counters"].items() if k.startswith("bad_frames")}
+                       for n, p in ping.items()},
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"\nsystem on paper venue, pulse: {result['rate_hz']} ticks/s target, "
+          f"{result['events']} events in {result['elapsed_s']} s "
+          f"({result['events_per_s']} events/s), {result['orders']} orders, "
+          f"{result['fills']} fills")
+    print(f"{'stage':<16}{'count':>8}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}{'max us':>10}")
+    for stage in STAGES:
+        h = result["latency_us"].get(stage)
+        if not h:
+            continue
+        print(f"{stage:<16}{h['count']:>8}{h['p50']:>10.0f}{h['p99']:>10.0f}"
+              f"{h['p999']:>10.0f}{h['max']:>10.0f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run that proves it works")
+    parser.add_argument("--rate", type=int, default=1000, help="ticks per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--every", type=int, default=10, help="pulse: one order per N ticks")
+    args = parser.parse_args()
+    if args.quick:
+        args.rate, args.seconds = 500, 3.0
+    result = run_system(args.rate, args.seconds, args.every)
+    print_table(result)
+    out_dir = REPO / "var" / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    payload = {"when": stamp, "quick": args.quick, "system": result}
+    for name in (f"bench-{stamp}.json", "latest.json"):
+        (out_dir / name).write_text(json.dumps(payload, indent=2))
+    print(f"\nwritten to {out_dir / 'latest.json'}")
+    ok = result["orders"] and result["latency_us"].get("tick_to_order", {}).get("count")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
