@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.bench.floor import run_floor
 from tests.kit import REPO, System, eventually
 
 STAGES = ("strategy", "risk", "execution", "broker", "tick_to_order", "tick_to_ack")
@@ -75,12 +76,21 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.rate, args.seconds = 500, 3.0
+    floor = run_floor(args.rate, min(args.seconds, 5.0))
     result = run_system(args.rate, args.seconds, args.every)
+    f = floor["latency_us"]
+    print(f"\nfloor: bare 4-process ZeroMQ ipc chain at {floor['rate_hz']} msg/s, "
+          f"{floor['messages']} messages: p50 {f['p50']:.0f} us, p99 {f['p99']:.0f} us, "
+          f"p99.9 {f['p999']:.0f} us")
     print_table(result)
+    t2o = result["latency_us"].get("tick_to_order")
+    if t2o and f["p50"]:
+        print(f"tick-to-order / floor: p50 {t2o['p50'] / f['p50']:.2f}x, "
+              f"p99 {t2o['p99'] / f['p99']:.2f}x")
     out_dir = REPO / "var" / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    payload = {"when": stamp, "quick": args.quick, "system": result}
+    payload = {"when": stamp, "quick": args.quick, "floor": floor, "system": result}
     for name in (f"bench-{stamp}.json", "latest.json"):
         (out_dir / name).write_text(json.dumps(payload, indent=2))
     print(f"\nwritten to {out_dir / 'latest.json'}")
