@@ -6,10 +6,10 @@ member never changes an old one's meaning (never reuse or rename a value).
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
 
@@ -22,7 +22,7 @@ class Side(str, Enum):
         return Side.SELL if self is Side.BUY else Side.BUY
 
 
-class OrderType(str, Enum):
+class OrderType(StrEnum):
     """KRX order types (krx.md section 4); brokers map them to their own codes."""
 
     LIMIT = "LIMIT"  # 지정가
@@ -32,13 +32,13 @@ class OrderType(str, Enum):
     PRIORITY = "PRIORITY"  # 최우선지정가: priced at the best same-side quote
 
 
-class TimeInForce(str, Enum):
+class TimeInForce(StrEnum):
     DAY = "DAY"  # rests until filled, cancelled or the close
     IOC = "IOC"
     FOK = "FOK"
 
 
-class TradingState(str, Enum):
+class TradingState(StrEnum):
     """Owned by the supervisor service; see services/supervisor/states.py for transitions."""
 
     ACTIVE = "ACTIVE"
@@ -46,7 +46,7 @@ class TradingState(str, Enum):
     HALTED = "HALTED"  # nothing but cancels
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     """Execution's order state machine (services/execution/orders.py)."""
 
     PENDING = "PENDING"  # journaled, not yet sent
@@ -69,19 +69,19 @@ _OPEN = frozenset(
 )
 
 
-class Market(str, Enum):
+class Market(StrEnum):
     KOSPI = "KOSPI"
     KOSDAQ = "KOSDAQ"
     KONEX = "KONEX"
 
 
-class InstrumentKind(str, Enum):
+class InstrumentKind(StrEnum):
     STOCK = "STOCK"
     ETF = "ETF"
     ETN = "ETN"
 
 
-class MarketPhase(str, Enum):
+class MarketPhase(StrEnum):
     CLOSED = "CLOSED"
     PRE_OPEN = "PRE_OPEN"  # opening call auction 08:30-09:00
     CONTINUOUS = "CONTINUOUS"  # 09:00-15:20

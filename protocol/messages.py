@@ -52,7 +52,7 @@ class Base(msgspec.Struct, frozen=True, kw_only=True, tag_field="t"):
 # ---------------------------------------------------------------------------------------------
 
 
-class Instrument(Base, tag="instrument", kw_only=True):
+class Instrument(Base, tag="instrument", frozen=True, kw_only=True):
     """Reference data for one symbol for the day. Sent by the observer at start, on subscribe
     and every few seconds. Receivers keep the latest per symbol; risk uses it for tick sizes and
     the daily limit, the venue for its price band."""
@@ -68,7 +68,7 @@ class Instrument(Base, tag="instrument", kw_only=True):
     name: str = ""
 
 
-class Trade(Base, tag="trade", kw_only=True):
+class Trade(Base, tag="trade", frozen=True, kw_only=True):
     """One exchange trade (체결). Receivers mark positions to `price`; the venue matches resting
     orders against it. `stream` identifies the publisher's incarnation; `seq` increases by one per
     message of that stream, so a receiver detects gaps and duplicates."""
@@ -84,7 +84,7 @@ class Trade(Base, tag="trade", kw_only=True):
     trace: Trace = Trace()
 
 
-class Book(Base, tag="book", kw_only=True):
+class Book(Base, tag="book", frozen=True, kw_only=True):
     """An order-book snapshot (호가), up to 10 levels a side, best first, as (price, qty)."""
 
     stream: int
@@ -96,7 +96,7 @@ class Book(Base, tag="book", kw_only=True):
     trace: Trace = Trace()
 
 
-class PhaseChanged(Base, tag="phase", kw_only=True):
+class PhaseChanged(Base, tag="phase", frozen=True, kw_only=True):
     """The market (symbol == "") or one symbol (a VI or halt) entered a new phase."""
 
     stream: int
@@ -106,7 +106,7 @@ class PhaseChanged(Base, tag="phase", kw_only=True):
     phase: MarketPhase
 
 
-class EndOfStream(Base, tag="eos", kw_only=True):
+class EndOfStream(Base, tag="eos", frozen=True, kw_only=True):
     """The source is exhausted (replay end, or --max-iterations reached). Receivers may drain."""
 
     stream: int
@@ -122,7 +122,7 @@ MarketData = Instrument | Trade | Book | PhaseChanged | EndOfStream
 # ---------------------------------------------------------------------------------------------
 
 
-class OrderIntent(Base, tag="intent", kw_only=True):
+class OrderIntent(Base, tag="intent", frozen=True, kw_only=True):
     """A strategy wants an order. Risk approves it (SubmitOrder to execution) or denies it
     (IntentDenied). `intent_id` is deterministic for the market event that caused it, so a
     strategy restarted on the same data emits the same id and execution never sends it twice.
@@ -141,7 +141,7 @@ class OrderIntent(Base, tag="intent", kw_only=True):
     trace: Trace = Trace()
 
 
-class CancelIntent(Base, tag="cancel_intent", kw_only=True):
+class CancelIntent(Base, tag="cancel_intent", frozen=True, kw_only=True):
     """A strategy wants one of its orders cancelled. Cancels always pass risk."""
 
     intent_id: str
@@ -158,7 +158,7 @@ Intent = OrderIntent | CancelIntent
 # ---------------------------------------------------------------------------------------------
 
 
-class SubmitOrder(Base, tag="submit", kw_only=True):
+class SubmitOrder(Base, tag="submit", frozen=True, kw_only=True):
     """Risk approved an intent. Execution journals it, then sends it to the broker, unless the
     client order id is already journaled (then it is a duplicate and is dropped)."""
 
@@ -176,7 +176,7 @@ class SubmitOrder(Base, tag="submit", kw_only=True):
     trace: Trace = Trace()
 
 
-class CancelOrder(Base, tag="cancel", kw_only=True):
+class CancelOrder(Base, tag="cancel", frozen=True, kw_only=True):
     """Cancel one open order at the broker. Always allowed, even when HALTED."""
 
     client_order_id: str
@@ -184,7 +184,7 @@ class CancelOrder(Base, tag="cancel", kw_only=True):
     reason: str = ""
 
 
-class IntentDenied(Base, tag="denied", kw_only=True):
+class IntentDenied(Base, tag="denied", frozen=True, kw_only=True):
     """An intent was refused before reaching a broker, with a stable code (protocol.codes.Reason)
     and a human-readable reason carrying the figures. Risk sends it to execution, which journals
     it and republishes it on the exec stream with its sequence number set."""
@@ -212,7 +212,7 @@ Order = SubmitOrder | CancelOrder | IntentDenied
 # ---------------------------------------------------------------------------------------------
 
 
-class OrderSubmitted(Base, tag="submitted", kw_only=True):
+class OrderSubmitted(Base, tag="submitted", frozen=True, kw_only=True):
     """Journaled and handed to the broker; outcome unknown until the broker answers."""
 
     seq: int
@@ -228,7 +228,7 @@ class OrderSubmitted(Base, tag="submitted", kw_only=True):
     trace: Trace = Trace()
 
 
-class OrderAccepted(Base, tag="accepted", kw_only=True):
+class OrderAccepted(Base, tag="accepted", frozen=True, kw_only=True):
     """The broker took the order and gave it a number."""
 
     seq: int
@@ -243,7 +243,7 @@ class OrderAccepted(Base, tag="accepted", kw_only=True):
     trace: Trace = Trace()
 
 
-class OrderRejected(Base, tag="rejected", kw_only=True):
+class OrderRejected(Base, tag="rejected", frozen=True, kw_only=True):
     """The broker refused the order (or execution could not send it). Nothing is open."""
 
     seq: int
@@ -258,7 +258,7 @@ class OrderRejected(Base, tag="rejected", kw_only=True):
     ts_ns: int
 
 
-class OrderFilled(Base, tag="filled", kw_only=True):
+class OrderFilled(Base, tag="filled", frozen=True, kw_only=True):
     """A fill. `fill_id` is deterministic (broker order number + broker fill number), so a
     replayed fill is recognised and never counted twice."""
 
@@ -277,7 +277,7 @@ class OrderFilled(Base, tag="filled", kw_only=True):
     trace: Trace = Trace()
 
 
-class OrderCanceled(Base, tag="canceled", kw_only=True):
+class OrderCanceled(Base, tag="canceled", frozen=True, kw_only=True):
     """The rest of an order is no longer working: cancelled, or expired at the close."""
 
     seq: int
@@ -302,7 +302,7 @@ ExecEvent = (
 # ---------------------------------------------------------------------------------------------
 
 
-class Position(Base, tag="position", kw_only=True):
+class Position(Base, tag="position", frozen=True, kw_only=True):
     """One (strategy, symbol) holding. strategy == "" is the account total. `cost` is the
     total KRW paid for the shares held (moving average method), so avg price = cost / qty."""
 
@@ -317,7 +317,7 @@ class Position(Base, tag="position", kw_only=True):
     taxes: int
 
 
-class PortfolioSnapshot(Base, tag="portfolio", kw_only=True):
+class PortfolioSnapshot(Base, tag="portfolio", frozen=True, kw_only=True):
     """The whole book, published on change (at most every few ms) and every second."""
 
     seq: int
@@ -340,7 +340,7 @@ PortfolioStream = PortfolioSnapshot
 # ---------------------------------------------------------------------------------------------
 
 
-class TradingStateUpdate(Base, tag="state", kw_only=True):
+class TradingStateUpdate(Base, tag="state", frozen=True, kw_only=True):
     """The trading state, sent every 100 ms and at once on change. `epoch` increases on every
     change. A service applies a newer epoch, then sends a Heartbeat with `epoch_ack` set to it:
     that is its acknowledgement of a halt. A service that hears none of these for longer than
@@ -354,7 +354,7 @@ class TradingStateUpdate(Base, tag="state", kw_only=True):
     ts_ns: int
 
 
-class Heartbeat(Base, tag="hb", kw_only=True):
+class Heartbeat(Base, tag="hb", frozen=True, kw_only=True):
     """Each service, every 100 ms and at once after applying a new control epoch."""
 
     service: str
@@ -378,7 +378,7 @@ HeartbeatStream = Heartbeat
 # ---------------------------------------------------------------------------------------------
 
 
-class CtlRequest(Base, tag="req", kw_only=True):
+class CtlRequest(Base, tag="req", frozen=True, kw_only=True):
     """One command. `args` are plain values (str, int, bool, None)."""
 
     request_id: str
@@ -386,7 +386,7 @@ class CtlRequest(Base, tag="req", kw_only=True):
     args: dict[str, Any] = {}
 
 
-class CtlReply(Base, tag="reply", kw_only=True):
+class CtlReply(Base, tag="reply", frozen=True, kw_only=True):
     """One answer shape for every command: ok, a code from protocol.codes.CtlCode, a reason a
     person can read, and data (command-specific plain values)."""
 
@@ -401,31 +401,31 @@ Ctl = CtlRequest | CtlReply
 
 __all__ = [
     "PROTOCOL_VERSION",
-    "Trace",
-    "Instrument",
-    "Trade",
     "Book",
-    "PhaseChanged",
-    "EndOfStream",
-    "MarketData",
-    "OrderIntent",
     "CancelIntent",
-    "Intent",
-    "SubmitOrder",
     "CancelOrder",
-    "IntentDenied",
-    "Order",
-    "OrderSubmitted",
-    "OrderAccepted",
-    "OrderRejected",
-    "OrderFilled",
-    "OrderCanceled",
-    "ExecEvent",
-    "Position",
-    "PortfolioSnapshot",
-    "TradingStateUpdate",
-    "Heartbeat",
-    "CtlRequest",
     "CtlReply",
+    "CtlRequest",
+    "EndOfStream",
+    "ExecEvent",
+    "Heartbeat",
+    "Instrument",
+    "Intent",
+    "IntentDenied",
+    "MarketData",
+    "Order",
+    "OrderAccepted",
+    "OrderCanceled",
+    "OrderFilled",
+    "OrderIntent",
+    "OrderRejected",
     "OrderStatus",
+    "OrderSubmitted",
+    "PhaseChanged",
+    "PortfolioSnapshot",
+    "Position",
+    "SubmitOrder",
+    "Trace",
+    "Trade",
+    "TradingStateUpdate",
 ]

@@ -12,7 +12,7 @@ from protocol.enums import OrderType, Side, TimeInForce
 from protocol.messages import Base
 
 
-class VenueNewOrder(Base, tag="v_new", kw_only=True):
+class VenueNewOrder(Base, tag="v_new", frozen=True, kw_only=True):
     req_id: int
     symbol: str
     side: Side
@@ -22,12 +22,12 @@ class VenueNewOrder(Base, tag="v_new", kw_only=True):
     tif: TimeInForce = TimeInForce.DAY
 
 
-class VenueCancel(Base, tag="v_cancel", kw_only=True):
+class VenueCancel(Base, tag="v_cancel", frozen=True, kw_only=True):
     req_id: int
     order_no: str
 
 
-class VenueQuery(Base, tag="v_query", kw_only=True):
+class VenueQuery(Base, tag="v_query", frozen=True, kw_only=True):
     """what: "open_orders", "orders" (every order today), "fills" (today's), "balance"."""
 
     req_id: int
@@ -37,7 +37,7 @@ class VenueQuery(Base, tag="v_query", kw_only=True):
 VenueRequest = VenueNewOrder | VenueCancel | VenueQuery
 
 
-class VenueOrder(Base, tag="v_order_row", kw_only=True):
+class VenueOrder(Base, tag="v_order_row", frozen=True, kw_only=True):
     order_no: str
     symbol: str
     side: Side
@@ -50,7 +50,7 @@ class VenueOrder(Base, tag="v_order_row", kw_only=True):
     ts_ns: int
 
 
-class VenueFill(Base, tag="v_fill_row", kw_only=True):
+class VenueFill(Base, tag="v_fill_row", frozen=True, kw_only=True):
     order_no: str
     fill_no: int  # per order, from 1
     symbol: str
@@ -60,7 +60,7 @@ class VenueFill(Base, tag="v_fill_row", kw_only=True):
     ts_ns: int
 
 
-class VenueAck(Base, tag="v_ack", kw_only=True):
+class VenueAck(Base, tag="v_ack", frozen=True, kw_only=True):
     """Answer to VenueNewOrder / VenueCancel. ok=False carries the venue's code and message."""
 
     req_id: int
@@ -71,7 +71,7 @@ class VenueAck(Base, tag="v_ack", kw_only=True):
     ts_ns: int = 0
 
 
-class VenueQueryReply(Base, tag="v_qreply", kw_only=True):
+class VenueQueryReply(Base, tag="v_qreply", frozen=True, kw_only=True):
     req_id: int
     orders: list[VenueOrder] = []
     fills: list[VenueFill] = []
@@ -82,7 +82,7 @@ class VenueQueryReply(Base, tag="v_qreply", kw_only=True):
 VenueReply = VenueAck | VenueQueryReply
 
 
-class VenueFillNotice(Base, tag="v_fill", kw_only=True):
+class VenueFillNotice(Base, tag="v_fill", frozen=True, kw_only=True):
     """A fill of one of the venue's orders (execution notice, 체결통보)."""
 
     seq: int
@@ -96,7 +96,7 @@ class VenueFillNotice(Base, tag="v_fill", kw_only=True):
     ts_ns: int
 
 
-class VenueOrderNotice(Base, tag="v_status", kw_only=True):
+class VenueOrderNotice(Base, tag="v_status", frozen=True, kw_only=True):
     """An order stopped working without a fill: "canceled" or "expired"."""
 
     seq: int

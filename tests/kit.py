@@ -23,8 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
-def eventually(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05,
-               message: str = "") -> T:
+def eventually(
+    condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, message: str = ""
+) -> T:
     """Poll until condition() returns a truthy value, and return it; fail after timeout."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
@@ -69,10 +70,18 @@ class System:
         self.started = False
 
     # -------------------------------------------------------------------------------- CLI
-    def ctl(self, *args: str, timeout: float = 60.0, check: bool = True,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([qts_ctl_bin(), *args], env=self.env, cwd=REPO, text=True,
-                              capture_output=True, timeout=timeout, input=input)
+    def ctl(
+        self, *args: str, timeout: float = 60.0, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [qts_ctl_bin(), *args],
+            env=self.env,
+            cwd=REPO,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            input=input,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"qts-ctl {' '.join(args)} exited {proc.returncode}\n"
@@ -87,8 +96,9 @@ class System:
     def address(self, name: str) -> str:
         return endpoint(self.var / "run", name)
 
-    def call(self, service: str, command: str, args: dict[str, Any] | None = None,
-             timeout: float = 2.0) -> Any:
+    def call(
+        self, service: str, command: str, args: dict[str, Any] | None = None, timeout: float = 2.0
+    ) -> Any:
         return client.call(client.ctl_address(self.var / "run", service), command, args, timeout)
 
     def logs_tail(self, lines: int = 15) -> str:

@@ -63,8 +63,13 @@ class KrxCalendar:
 
     # ------------------------------------------------------------------------- construction
     @classmethod
-    def load(cls, start_year: int, end_year: int, extra_closures: Iterable[dt.date] = (),
-             cache_dir: Path | None = None) -> KrxCalendar:
+    def load(
+        cls,
+        start_year: int,
+        end_year: int,
+        extra_closures: Iterable[dt.date] = (),
+        cache_dir: Path | None = None,
+    ) -> KrxCalendar:
         """The corrected calendar for [start_year, end_year], from the cache when possible."""
         extra = tuple(sorted(set(extra_closures)))
         cache_dir = cache_dir or _default_cache_dir()
@@ -86,16 +91,18 @@ class KrxCalendar:
         return cal
 
     @classmethod
-    def build(cls, start_year: int, end_year: int,
-              extra_closures: Iterable[dt.date] = ()) -> KrxCalendar:
+    def build(
+        cls, start_year: int, end_year: int, extra_closures: Iterable[dt.date] = ()
+    ) -> KrxCalendar:
         with warnings.catch_warnings():
             # exchange-calendars 4.13.2 trips pandas 3 deprecation warnings; not ours to fix
             warnings.simplefilter("ignore")
             return cls._build(start_year, end_year, extra_closures)
 
     @classmethod
-    def _build(cls, start_year: int, end_year: int,
-               extra_closures: Iterable[dt.date]) -> KrxCalendar:
+    def _build(
+        cls, start_year: int, end_year: int, extra_closures: Iterable[dt.date]
+    ) -> KrxCalendar:
         import exchange_calendars as xc  # slow import: only when the cache misses
 
         xkrx = xc.get_calendar("XKRX", start=f"{start_year}-01-01", end=f"{end_year}-12-31")
@@ -126,14 +133,21 @@ class KrxCalendar:
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
     def _to_json(self) -> dict[str, list[str]]:
-        return {d.isoformat(): [o.isoformat(), c.isoformat()] for d, (o, c) in
-                self._sessions.items()}
+        return {
+            d.isoformat(): [o.isoformat(), c.isoformat()] for d, (o, c) in self._sessions.items()
+        }
 
     @classmethod
     def _from_json(cls, data: dict[str, list[str]]) -> KrxCalendar:
-        return cls({dt.date.fromisoformat(d): (dt.datetime.fromisoformat(o),
-                                               dt.datetime.fromisoformat(c))
-                    for d, (o, c) in data.items()})
+        return cls(
+            {
+                dt.date.fromisoformat(d): (
+                    dt.datetime.fromisoformat(o),
+                    dt.datetime.fromisoformat(c),
+                )
+                for d, (o, c) in data.items()
+            }
+        )
 
     # ------------------------------------------------------------------------- queries
     def is_session(self, day: dt.date) -> bool:
@@ -158,7 +172,7 @@ class KrxCalendar:
         return day
 
     def phase_at(self, when: dt.datetime) -> MarketPhase:
-        """The regular-market phase at an aware datetime (VI and halts are per symbol, elsewhere)."""
+        """The regular-market phase at an aware datetime (VI and halts are per symbol)."""
         local = when.astimezone(KST)
         bounds = self._sessions.get(local.date())
         if bounds is None:

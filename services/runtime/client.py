@@ -61,16 +61,25 @@ def request(
             try:
                 rep = _reply_decoder.decode(parts[-1])
             except codec.DecodeError as exc:
-                return CtlReply(request_id=req.request_id, ok=False, code=CtlCode.INTERNAL,
-                                reason=f"reply does not decode: {exc}")
+                return CtlReply(
+                    request_id=req.request_id,
+                    ok=False,
+                    code=CtlCode.INTERNAL,
+                    reason=f"reply does not decode: {exc}",
+                )
             if rep.request_id in (req.request_id, ""):
                 return rep
     finally:
         sock.close(0)
 
 
-def call(address: str, command: str, args: dict[str, Any] | None = None,
-         timeout: float = 2.0, ctx: zmq.Context[Any] | None = None) -> Any:
+def call(
+    address: str,
+    command: str,
+    args: dict[str, Any] | None = None,
+    timeout: float = 2.0,
+    ctx: zmq.Context[Any] | None = None,
+) -> Any:
     """request() that returns the data of an ok reply and raises CtlFailed otherwise."""
     rep = request(address, command, args, timeout, ctx)
     if not rep.ok:

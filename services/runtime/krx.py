@@ -50,8 +50,9 @@ def ticks_away(price: int, n: int, kind: InstrumentKind = InstrumentKind.STOCK) 
     return price
 
 
-def price_limits(base_price: int, kind: InstrumentKind = InstrumentKind.STOCK,
-                 market: Market = Market.KOSPI) -> tuple[int, int]:
+def price_limits(
+    base_price: int, kind: InstrumentKind = InstrumentKind.STOCK, market: Market = Market.KOSPI
+) -> tuple[int, int]:
     """(lower, upper) daily limit from the base price (krx.md 3.1): the band is base x 30%
     (15% on KONEX) truncated to the base price's tick; the upper limit is truncated again to the
     tick at its own price."""
@@ -91,8 +92,9 @@ def commission(notional: int, rate_bp: float) -> int:
     return int(notional * rate.numerator // (rate.denominator * 10_000))
 
 
-def sell_tax(notional: int, market: Market, settlement: dt.date,
-             kind: InstrumentKind = InstrumentKind.STOCK) -> int:
+def sell_tax(
+    notional: int, market: Market, settlement: dt.date, kind: InstrumentKind = InstrumentKind.STOCK
+) -> int:
     return notional * sell_tax_rate_micro(market, settlement, kind) // 1_000_000
 
 

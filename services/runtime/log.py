@@ -37,12 +37,10 @@ def _patch(record: Any) -> None:
 def setup(service: str, level: str = "INFO", json: bool = False) -> None:
     logger.remove()
     fmt = (
-        "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | "
-        + service
-        + " | {name}:{line} | {message}"
+        "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | " + service + " | {name}:{line} | {message}"
     )
     logger.configure(patcher=_patch, extra={"service": service})
     logger.add(sys.stderr, level=level, format=fmt, serialize=json, backtrace=False, diagnose=False)
 
 
-__all__ = ["logger", "setup", "mask", "redact"]
+__all__ = ["logger", "mask", "redact", "setup"]

@@ -55,7 +55,7 @@ DEFERRED = Deferred()
 
 
 class _Timer:
-    __slots__ = ("interval", "due", "fn")
+    __slots__ = ("due", "fn", "interval")
 
     def __init__(self, interval: float, fn: Callable[[], None]) -> None:
         self.interval = interval
@@ -72,7 +72,7 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.poller = zmq.Poller()
         self._handlers: dict[zmq.Socket[Any], tuple[str, Callable[[bytes], None]]] = {}
         self._timers: list[_Timer] = []
@@ -99,7 +99,9 @@ class Service:
         rt = self.settings.runtime
         return endpoint(rt.run_dir, name, rt.endpoints)
 
-    def socket(self, kind: int, name: str, *, bind: bool, subscribe: bool = True) -> zmq.Socket[Any]:
+    def socket(
+        self, kind: int, name: str, *, bind: bool, subscribe: bool = True
+    ) -> zmq.Socket[Any]:
         sock: zmq.Socket[Any] = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, self.settings.runtime.sndhwm)
@@ -181,17 +183,30 @@ class Service:
                 req = self._ctl_decoder.decode(payload)
             except codec.DecodeError as exc:
                 self.bad_frame("ctl", exc)
-                self.reply(identity, CtlReply(request_id="", ok=False, code=CtlCode.BAD_REQUEST,
-                                              reason=f"request does not decode: {exc}"))
+                self.reply(
+                    identity,
+                    CtlReply(
+                        request_id="",
+                        ok=False,
+                        code=CtlCode.BAD_REQUEST,
+                        reason=f"request does not decode: {exc}",
+                    ),
+                )
                 continue
             self._dispatch(identity, req)
 
     def _dispatch(self, identity: bytes, req: CtlRequest) -> None:
         handler = self._commands.get(req.command)
         if handler is None:
-            self.reply(identity, CtlReply(request_id=req.request_id, ok=False,
-                                          code=CtlCode.UNKNOWN_COMMAND,
-                                          reason=f"{self.name} has no command {req.command!r}"))
+            self.reply(
+                identity,
+                CtlReply(
+                    request_id=req.request_id,
+                    ok=False,
+                    code=CtlCode.UNKNOWN_COMMAND,
+                    reason=f"{self.name} has no command {req.command!r}",
+                ),
+            )
             return
         try:
             data = handler({**req.args, "_identity": identity, "_request_id": req.request_id})
@@ -199,13 +214,18 @@ class Service:
             rep = CtlReply(request_id=req.request_id, ok=False, code=exc.code, reason=exc.reason)
         except Exception as exc:  # a command must never take the service down
             logger.exception("command {} failed", req.command)
-            rep = CtlReply(request_id=req.request_id, ok=False, code=CtlCode.INTERNAL,
-                           reason=f"{type(exc).__name__}: {exc}")
+            rep = CtlReply(
+                request_id=req.request_id,
+                ok=False,
+                code=CtlCode.INTERNAL,
+                reason=f"{type(exc).__name__}: {exc}",
+            )
         else:
             if isinstance(data, Deferred):
                 return
-            rep = CtlReply(request_id=req.request_id, ok=True, code=CtlCode.OK,
-                           data=codec.to_builtins(data))
+            rep = CtlReply(
+                request_id=req.request_id, ok=True, code=CtlCode.OK, data=codec.to_builtins(data)
+            )
         self.reply(identity, rep)
 
     def _cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -241,8 +261,14 @@ class Service:
             self.epoch = msg.epoch
             self.state_reason = msg.reason
             if previous is not msg.state:
-                logger.info("trading state {} -> {} (epoch {}, by {}: {})", previous.value,
-                            msg.state.value, msg.epoch, msg.by, msg.reason)
+                logger.info(
+                    "trading state {} -> {} (epoch {}, by {}: {})",
+                    previous.value,
+                    msg.state.value,
+                    msg.epoch,
+                    msg.by,
+                    msg.reason,
+                )
             self.on_state_change(previous, msg)
             self.epoch_ack = msg.epoch
             self.heartbeat()  # the acknowledgement: sent after the change was applied
@@ -325,7 +351,7 @@ class Service:
                     if sock is self._ctl:
                         self._on_ctl()
                         continue
-                    stream, handler = self._handlers[sock]
+                    _stream, handler = self._handlers[sock]
                     self._drain(sock, handler)
                 now = time.monotonic()
                 for t in self._timers:

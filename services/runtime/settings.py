@@ -219,9 +219,7 @@ def _apply_observer_endpoint(tree: dict[str, Any]) -> None:
     tree["observer"] = observer
 
 
-def load_settings(
-    env: dict[str, str] | None = None, config_dir: Path | None = None
-) -> Settings:
+def load_settings(env: dict[str, str] | None = None, config_dir: Path | None = None) -> Settings:
     """Read, merge and validate the configuration. Raises ConfigError on any problem."""
     env = dict(os.environ if env is None else env)
     config_dir = config_dir or CONFIG_DIR
@@ -235,9 +233,9 @@ def load_settings(
             tree = _merge(tree, _read_yaml(path))
     if env.get("QTS_CONFIG"):
         tree = _merge(tree, _read_yaml(Path(env["QTS_CONFIG"])))
-    for name, path in SEED_ENV.items():
+    for name, key in SEED_ENV.items():
         if env.get(name):
-            _set_path(tree, list(path), env[name])
+            _set_path(tree, list(key), env[name])
     for name, raw in sorted(env.items()):
         if name.startswith("QTS_") and "__" in name:
             keys = [k.lower() for k in name.removeprefix("QTS_").split("__")]

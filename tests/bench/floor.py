@@ -91,6 +91,11 @@ def run_floor(rate: int = 1000, seconds: float = 5.0) -> dict[str, Any]:
         "messages": len(lat),
         "hops": 3,
         "processes": 4,
-        "latency_us": {"count": len(lat), "p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99),
-                       "p999": _pct(lat, 0.999), "max": lat[-1] / 1000.0 if lat else 0.0},
+        "latency_us": {
+            "count": len(lat),
+            "p50": _pct(lat, 0.5),
+            "p99": _pct(lat, 0.99),
+            "p999": _pct(lat, 0.999),
+            "max": lat[-1] / 1000.0 if lat else 0.0,
+        },
     }

@@ -24,20 +24,37 @@ STAGES = ("strategy", "risk", "execution", "broker", "tick_to_order", "tick_to_a
 def run_system(rate: int, seconds: float, every: int) -> dict[str, Any]:
     events = int(rate * seconds)
     with tempfile.TemporaryDirectory(prefix="qts-bench-") as tmp:
-        system = System(Path(tmp), STRATEGY_SCOPE="pulse", QTS_STRATEGY__PULSE_EVERY=str(every),
-                        QTS_OBSERVER__RATE_HZ=str(rate), QTS_OBSERVER__MAX_EVENTS=str(events),
-                        LOG_LEVEL="WARNING")
+        system = System(
+            Path(tmp),
+            STRATEGY_SCOPE="pulse",
+            QTS_STRATEGY__PULSE_EVERY=str(every),
+            QTS_OBSERVER__RATE_HZ=str(rate),
+            QTS_OBSERVER__MAX_EVENTS=str(events),
+            LOG_LEVEL="WARNING",
+        )
         try:
             system.start()
             t0 = time.monotonic()
-            stats = eventually(lambda: (s := system.call("observer", "stats"))["done"] and s,
-                               timeout=seconds * 4 + 30, interval=0.2,
-                               message="observer finished its events")
+            stats = eventually(
+                lambda: (s := system.call("observer", "stats"))["done"] and s,
+                timeout=seconds * 4 + 30,
+                interval=0.2,
+                message="observer finished its events",
+            )
             elapsed = time.monotonic() - t0
             time.sleep(1.0)  # let the last orders' answers arrive
             summary = system.call("performance", "summary")
-            ping = {name: system.call(name, "ping") for name in
-                    ("observer", "strategy", "risk", "execution", "portfolio", "performance")}
+            ping = {
+                name: system.call(name, "ping")
+                for name in (
+                    "observer",
+                    "strategy",
+                    "risk",
+                    "execution",
+                    "portfolio",
+                    "performance",
+                )
+            }
         finally:
             system.stop()
     return {
@@ -48,23 +65,29 @@ def run_system(rate: int, seconds: float, every: int) -> dict[str, Any]:
         "orders": summary.get("orders"),
         "fills": summary.get("fills"),
         "latency_us": summary.get("latency_us", {}),
-        "bad_frames": {n: {k: v for k, v in p["counters"].items() if k.startswith("bad_frames")}
-                       for n, p in ping.items()},
+        "bad_frames": {
+            n: {k: v for k, v in p["counters"].items() if k.startswith("bad_frames")}
+            for n, p in ping.items()
+        },
     }
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"\nsystem on paper venue, pulse: {result['rate_hz']} ticks/s target, "
-          f"{result['events']} events in {result['elapsed_s']} s "
-          f"({result['events_per_s']} events/s), {result['orders']} orders, "
-          f"{result['fills']} fills")
+    print(
+        f"\nsystem on paper venue, pulse: {result['rate_hz']} ticks/s target, "
+        f"{result['events']} events in {result['elapsed_s']} s "
+        f"({result['events_per_s']} events/s), {result['orders']} orders, "
+        f"{result['fills']} fills"
+    )
     print(f"{'stage':<16}{'count':>8}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}{'max us':>10}")
     for stage in STAGES:
         h = result["latency_us"].get(stage)
         if not h:
             continue
-        print(f"{stage:<16}{h['count']:>8}{h['p50']:>10.0f}{h['p99']:>10.0f}"
-              f"{h['p999']:>10.0f}{h['max']:>10.0f}")
+        print(
+            f"{stage:<16}{h['count']:>8}{h['p50']:>10.0f}{h['p99']:>10.0f}"
+            f"{h['p999']:>10.0f}{h['max']:>10.0f}"
+        )
 
 
 def main() -> int:
@@ -79,14 +102,18 @@ def main() -> int:
     floor = run_floor(args.rate, min(args.seconds, 5.0))
     result = run_system(args.rate, args.seconds, args.every)
     f = floor["latency_us"]
-    print(f"\nfloor: bare 4-process ZeroMQ ipc chain at {floor['rate_hz']} msg/s, "
-          f"{floor['messages']} messages: p50 {f['p50']:.0f} us, p99 {f['p99']:.0f} us, "
-          f"p99.9 {f['p999']:.0f} us")
+    print(
+        f"\nfloor: bare 4-process ZeroMQ ipc chain at {floor['rate_hz']} msg/s, "
+        f"{floor['messages']} messages: p50 {f['p50']:.0f} us, p99 {f['p99']:.0f} us, "
+        f"p99.9 {f['p999']:.0f} us"
+    )
     print_table(result)
     t2o = result["latency_us"].get("tick_to_order")
     if t2o and f["p50"]:
-        print(f"tick-to-order / floor: p50 {t2o['p50'] / f['p50']:.2f}x, "
-              f"p99 {t2o['p99'] / f['p99']:.2f}x")
+        print(
+            f"tick-to-order / floor: p50 {t2o['p50'] / f['p50']:.2f}x, "
+            f"p99 {t2o['p99'] / f['p99']:.2f}x"
+        )
     out_dir = REPO / "var" / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")

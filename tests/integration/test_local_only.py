@@ -8,8 +8,12 @@ from tests.kit import System
 
 
 def test_local_only_max_iterations_exits_zero_with_a_summary(make_system: Any) -> None:
-    system: System = make_system(STRATEGY_SCOPE="pulse", QTS_STRATEGY__PULSE_EVERY="5",
-                                 QTS_OBSERVER__RATE_HZ="1000", BROKER_TYPE="kis")
+    system: System = make_system(
+        STRATEGY_SCOPE="pulse",
+        QTS_STRATEGY__PULSE_EVERY="5",
+        QTS_OBSERVER__RATE_HZ="1000",
+        BROKER_TYPE="kis",
+    )
     proc = system.ctl("up", "--local-only", "--max-iterations", "500", timeout=120)
     system.started = False  # it shut itself down
     out = proc.stdout.lower()
@@ -26,6 +30,7 @@ def _running(system: System) -> bool:
         return False
     try:
         import os
+
         os.kill(pid, 0)
     except OSError:
         return False

@@ -17,10 +17,21 @@ import zmq
 
 from tests.kit import REPO, System, eventually
 
-SERVICES = ("supervisor", "observer", "strategy", "risk", "execution", "portfolio",
-            "performance", "venue")
-PULSE = {"STRATEGY_SCOPE": "pulse", "QTS_STRATEGY__PULSE_EVERY": "4",
-         "QTS_OBSERVER__RATE_HZ": "400"}
+SERVICES = (
+    "supervisor",
+    "observer",
+    "strategy",
+    "risk",
+    "execution",
+    "portfolio",
+    "performance",
+    "venue",
+)
+PULSE = {
+    "STRATEGY_SCOPE": "pulse",
+    "QTS_STRATEGY__PULSE_EVERY": "4",
+    "QTS_OBSERVER__RATE_HZ": "400",
+}
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +84,11 @@ def test_paper_orders_fill(system: System) -> None:
 
 def test_malformed_frames_are_counted_and_leave_services_running(system: System) -> None:
     ctx = zmq.Context.instance()
-    for stream, service in (("intents", "risk"), ("orders", "execution"),
-                            ("heartbeat", "supervisor")):
+    for stream, service in (
+        ("intents", "risk"),
+        ("orders", "execution"),
+        ("heartbeat", "supervisor"),
+    ):
         sock = ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.connect(system.address(stream))
@@ -83,8 +97,9 @@ def test_malformed_frames_are_counted_and_leave_services_running(system: System)
         sock.close()
         key = f"bad_frames.{stream}"
         counters = eventually(
-            lambda s=service, k=key: (c := system.call(s, "ping")["counters"]).get(k, 0) >= 2
-            and c, message=f"{service} counts {key}")
+            lambda s=service, k=key: (c := system.call(s, "ping")["counters"]).get(k, 0) >= 2 and c,
+            message=f"{service} counts {key}",
+        )
         assert counters[key] >= 2
     assert all_alive(system)
 
@@ -104,8 +119,11 @@ def test_halt_is_acknowledged_by_every_service_within_a_second(system: System) -
 def test_no_order_reaches_the_venue_after_halt(system: System) -> None:
     before = venue_order_count(system)
     seq_before = system.call("observer", "stats")["seq"]
-    eventually(lambda: system.call("observer", "stats")["seq"] > seq_before + 200, timeout=10,
-               message="market data keeps flowing while halted")
+    eventually(
+        lambda: system.call("observer", "stats")["seq"] > seq_before + 200,
+        timeout=10,
+        message="market data keeps flowing while halted",
+    )
     assert venue_order_count(system) == before
     assert not orders(system, open_only=True)
 
@@ -124,7 +142,8 @@ def test_positions_and_pnl_agree_with_fills_and_the_venue(system: System) -> Non
     balance = system.call("venue", "balance")
     assert balance["cash"] == positions["cash"]
     assert {s: q for s, q in balance["holdings"].items() if q} == {
-        s: q for s, q in net.items() if q}
+        s: q for s, q in net.items() if q
+    }
     pnl = system.call("portfolio", "pnl")
     assert pnl["cash"] == balance["cash"]
     cli = system.ctl_json("pnl")
@@ -138,18 +157,43 @@ def test_resume_trades_again(system: System) -> None:
     before = filled_count(system)
     system.ctl("resume", "--yes", "--reason", "integration test over")
     assert system.call("supervisor", "status")["state"] == "ACTIVE"
-    eventually(lambda: filled_count(system) >= before + 2, timeout=15,
-               message="new fills after resume")
+    eventually(
+        lambda: filled_count(system) >= before + 2, timeout=15, message="new fills after resume"
+    )
 
 
-@pytest.mark.parametrize("service", ["observer", "strategy", "risk", "execution", "portfolio",
-                                     "performance", "venue", "supervisor"])
+@pytest.mark.parametrize(
+    "service",
+    [
+        "observer",
+        "strategy",
+        "risk",
+        "execution",
+        "portfolio",
+        "performance",
+        "venue",
+        "supervisor",
+    ],
+)
 def test_supervisorctl_restart_leaves_the_system_trading(system: System, service: str) -> None:
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(system.conf), "restart",
-         f"qts:{service}"], capture_output=True, text=True, timeout=60, cwd=REPO)
+        [
+            str(Path(sys.executable).parent / "supervisorctl"),
+            "-c",
+            str(system.conf),
+            "restart",
+            f"qts:{service}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     eventually(lambda: all_alive(system), timeout=15, message=f"all alive after {service}")
     before = filled_count(system)
-    eventually(lambda: filled_count(system) >= before + 2, timeout=20,
-               message=f"trading after restarting {service}")
+    eventually(
+        lambda: filled_count(system) >= before + 2,
+        timeout=20,
+        message=f"trading after restarting {service}",
+    )

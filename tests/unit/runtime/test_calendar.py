@@ -21,8 +21,16 @@ def test_session_counts_match_krx(cal: KrxCalendar, year: int, sessions: int) ->
     assert len(cal.sessions_in_year(year)) == sessions
 
 
-@pytest.mark.parametrize("day", [dt.date(2026, 6, 3), dt.date(2026, 7, 17), dt.date(2026, 12, 31),
-                                 dt.date(2025, 6, 3), dt.date(2026, 2, 17)])
+@pytest.mark.parametrize(
+    "day",
+    [
+        dt.date(2026, 6, 3),
+        dt.date(2026, 7, 17),
+        dt.date(2026, 12, 31),
+        dt.date(2025, 6, 3),
+        dt.date(2026, 2, 17),
+    ],
+)
 def test_corrected_closures(cal: KrxCalendar, day: dt.date) -> None:
     assert not cal.is_session(day)
 
@@ -40,9 +48,14 @@ def test_first_trading_day_opens_at_ten(cal: KrxCalendar) -> None:
 
 @pytest.mark.parametrize(
     ("hh", "mm", "phase"),
-    [(8, 29, MarketPhase.CLOSED), (8, 30, MarketPhase.PRE_OPEN), (9, 0, MarketPhase.CONTINUOUS),
-     (15, 19, MarketPhase.CONTINUOUS), (15, 20, MarketPhase.CLOSING_AUCTION),
-     (15, 30, MarketPhase.CLOSED)],
+    [
+        (8, 29, MarketPhase.CLOSED),
+        (8, 30, MarketPhase.PRE_OPEN),
+        (9, 0, MarketPhase.CONTINUOUS),
+        (15, 19, MarketPhase.CONTINUOUS),
+        (15, 20, MarketPhase.CLOSING_AUCTION),
+        (15, 30, MarketPhase.CLOSED),
+    ],
 )
 def test_phases_on_a_normal_day(cal: KrxCalendar, hh: int, mm: int, phase: MarketPhase) -> None:
     assert cal.phase_at(dt.datetime(2026, 11, 24, hh, mm, tzinfo=KST)) is phase

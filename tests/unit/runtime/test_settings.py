@@ -79,7 +79,7 @@ def test_bad_broker_type_lists_the_choices(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_names_the_file(tmp_path: Path) -> None:
     d = _config_dir(tmp_path, "risk: [unclosed")
-    with pytest.raises(ConfigError, match="default.yaml"):
+    with pytest.raises(ConfigError, match=r"default\.yaml"):
         load_settings(env={}, config_dir=d)
 
 
