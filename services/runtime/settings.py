@@ -136,6 +136,11 @@ class SupervisorSettings(Section):
     heartbeat_timeout_ms: int = Field(1_000, gt=0)
     halt_ack_timeout_ms: int = Field(1_000, gt=0)
     critical: list[str] = ["risk", "execution"]
+    initial_state: Literal["ACTIVE", "REDUCING", "HALTED"] = "ACTIVE"  # first start only
+    # services that must acknowledge every state change (the venue is a broker: it does not)
+    acknowledgers: list[str] = [
+        "observer", "strategy", "risk", "execution", "portfolio", "performance",
+    ]
 
 
 class Settings(Section):
