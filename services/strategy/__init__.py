@@ -1,0 +1,1 @@
+"""The strategy service: hosts strategy plugins (Evaluate); they emit order intents only."""

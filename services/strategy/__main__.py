@@ -1,0 +1,4 @@
+from services.runtime.service import main
+from services.strategy.service import StrategyService
+
+raise SystemExit(main(StrategyService))
