@@ -1,0 +1,1 @@
+"""The risk service (Decide): pre-trade checks on every intent."""
