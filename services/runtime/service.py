@@ -74,8 +74,9 @@ class Service:
         self.settings = settings
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.poller = zmq.Poller()
-        self._handlers: dict[zmq.Socket[Any], tuple[str, Callable[[bytes], None]]] = {}
+        self._handlers: dict[zmq.Socket[Any], tuple[str, Callable[[Any], None]]] = {}
         self._timers: list[_Timer] = []
+        self._routers: set[zmq.Socket[Any]] = set()
         self._commands: dict[str, CommandHandler] = {}
         self._stop_reason: str | None = None
         self._exit_code = 0
@@ -140,6 +141,24 @@ class Service:
             handler(msg)
 
         self.on_raw(sock, stream, receive)
+
+    def on_router(self, sock: zmq.Socket[Any], stream: str,
+                  handler: Callable[[bytes, Any], None]) -> None:
+        """Like on(), for a ROUTER: handler(identity, message); answer with
+        sock.send_multipart([identity, b"", frame])."""
+        decode = codec.decoder(stream).decode
+        self._routers.add(sock)
+
+        def receive(parts: list[bytes]) -> None:
+            try:
+                msg = decode(parts[-1])
+            except codec.DecodeError as exc:
+                self.bad_frame(stream, exc)
+                return
+            handler(parts[0], msg)
+
+        self._handlers[sock] = (stream, receive)
+        self.poller.register(sock, zmq.POLLIN)
 
     def on_raw(self, sock: zmq.Socket[Any], stream: str, handler: Callable[[bytes], None]) -> None:
         self._handlers[sock] = (stream, handler)
@@ -367,11 +386,12 @@ class Service:
                 self.ctx.destroy(linger=0)
         return self._exit_code
 
-    def _drain(self, sock: zmq.Socket[Any], handler: Callable[[bytes], None]) -> None:
+    def _drain(self, sock: zmq.Socket[Any], handler: Callable[[Any], None]) -> None:
         # bounded so one busy socket cannot starve the others, timers or the control plane
+        multipart = sock in self._routers
         for _ in range(256):
             try:
-                frame = sock.recv(zmq.NOBLOCK)
+                frame = sock.recv_multipart(zmq.NOBLOCK) if multipart else sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
             handler(frame)
