@@ -1,0 +1,1 @@
+"""The execution service (Act): the only process that talks to a broker."""

@@ -1,0 +1,148 @@
+"""The paper venue adapter: protocol/venue.py over a DEALER (requests) and a SUB (notices)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import zmq
+
+from protocol import codec
+from protocol.endpoints import endpoint
+from protocol.enums import Side
+from protocol.messages import SubmitOrder
+from protocol.venue import (
+    VenueAck,
+    VenueCancel,
+    VenueFillNotice,
+    VenueNewOrder,
+    VenueOrderNotice,
+    VenueQuery,
+    VenueQueryReply,
+)
+from services.execution.adapters.base import (
+    AdapterEvent,
+    BrokerAdapter,
+    BrokerFill,
+    BrokerOrder,
+    BrokerUnavailable,
+    CancelRejected,
+    Fill,
+    NoticeGap,
+    OrderClosed,
+    SubmitAccepted,
+    SubmitRejected,
+)
+from services.runtime.settings import Settings
+
+QUERY_REQ_BASE = 1 << 40  # query request ids never collide with order refs
+
+
+class PaperAdapter(BrokerAdapter):
+    name = "paper"
+
+    def __init__(self, settings: Settings) -> None:
+        rt = settings.runtime
+        self.venue_addr = endpoint(rt.run_dir, "venue", rt.endpoints)
+        self.notice_addr = endpoint(rt.run_dir, "venue_notice", rt.endpoints)
+        self.reply_decoder = codec.decoder("venue_reply")
+        self.notice_decoder = codec.decoder("venue_notice")
+        self.pending_cancels: dict[int, str] = {}
+        self.notice_seq = 0
+        self.query_ids = itertools.count(QUERY_REQ_BASE)
+        self.bad_frames = 0
+
+    def start(self, ctx: zmq.Context[Any]) -> None:
+        self.ctx = ctx
+        self.dealer = ctx.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer.connect(self.venue_addr)
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.connect(self.notice_addr)
+
+    def close(self) -> None:
+        self.dealer.close(0)
+        self.sub.close(0)
+
+    def poll_sockets(self) -> list[zmq.Socket[Any]]:
+        return [self.dealer, self.sub]
+
+    def handle(self, sock: zmq.Socket[Any]) -> list[AdapterEvent]:
+        out: list[AdapterEvent] = []
+        for _ in range(256):
+            try:
+                frame = (sock.recv_multipart(zmq.NOBLOCK)[-1] if sock is self.dealer
+                         else sock.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+            try:
+                msg = (self.reply_decoder if sock is self.dealer
+                       else self.notice_decoder).decode(frame)
+            except codec.DecodeError:
+                self.bad_frames += 1
+                continue
+            out.extend(self._translate(msg))
+        return out
+
+    def _translate(self, msg: Any) -> list[AdapterEvent]:
+        if isinstance(msg, VenueAck):
+            if msg.req_id in self.pending_cancels:
+                order_no = self.pending_cancels.pop(msg.req_id)
+                return [] if msg.ok else [CancelRejected(msg.req_id, order_no, msg.code,
+                                                         msg.message)]
+            if msg.ok:
+                return [SubmitAccepted(msg.req_id, msg.order_no, msg.ts_ns)]
+            return [SubmitRejected(msg.req_id, msg.code, msg.message)]
+        events: list[AdapterEvent] = []
+        if isinstance(msg, VenueFillNotice | VenueOrderNotice):
+            if self.notice_seq and msg.seq != self.notice_seq + 1 and msg.seq > self.notice_seq:
+                events.append(NoticeGap(f"venue notices {self.notice_seq + 1}..{msg.seq - 1} "
+                                        "missed"))
+            self.notice_seq = max(self.notice_seq, msg.seq)
+        if isinstance(msg, VenueFillNotice):
+            events.append(Fill(msg.order_no, msg.fill_no, msg.qty, msg.price, msg.leaves_qty,
+                               msg.ts_ns))
+        elif isinstance(msg, VenueOrderNotice):
+            events.append(OrderClosed(msg.order_no, msg.status, msg.leaves_qty, msg.reason))
+        return events
+
+    def submit(self, ref: int, order: SubmitOrder) -> None:
+        req = VenueNewOrder(req_id=ref, symbol=order.symbol, side=order.side, qty=order.qty,
+                            price=order.price, order_type=order.order_type, tif=order.tif)
+        self.dealer.send_multipart([b"", codec.encode(req)])
+
+    def cancel(self, ref: int, order_no: str) -> None:
+        self.pending_cancels[ref] = order_no
+        self.dealer.send_multipart([b"", codec.encode(VenueCancel(req_id=ref,
+                                                                  order_no=order_no))])
+
+    # ------------------------------------------------------------------ blocking queries
+    def _query(self, what: str, timeout: float) -> VenueQueryReply:
+        sock = self.ctx.socket(zmq.DEALER)  # its own socket: replies never mix with orders'
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.connect(self.venue_addr)
+            req_id = next(self.query_ids)
+            sock.send_multipart([b"", codec.encode(VenueQuery(req_id=req_id, what=what))])
+            if not sock.poll(int(timeout * 1000)):
+                raise BrokerUnavailable(f"venue did not answer {what!r} within {timeout:g}s")
+            reply = self.reply_decoder.decode(sock.recv_multipart()[-1])
+        finally:
+            sock.close(0)
+        if not isinstance(reply, VenueQueryReply) or reply.req_id != req_id:
+            raise BrokerUnavailable(f"unexpected answer to {what!r}: {type(reply).__name__}")
+        return reply
+
+    def orders_today(self, timeout: float) -> list[BrokerOrder]:
+        return [BrokerOrder(o.order_no, o.symbol, Side(o.side), o.qty, o.price, o.filled_qty,
+                            o.status, o.ts_ns) for o in self._query("orders", timeout).orders]
+
+    def fills_today(self, timeout: float) -> list[BrokerFill]:
+        return [BrokerFill(f.order_no, f.fill_no, f.symbol, Side(f.side), f.qty, f.price,
+                           f.ts_ns) for f in self._query("fills", timeout).fills]
+
+    def balance(self, timeout: float) -> tuple[int, dict[str, int]]:
+        reply = self._query("balance", timeout)
+        return reply.cash, dict(reply.holdings)

@@ -1,0 +1,290 @@
+"""Execution's logic: orders in, broker calls out, broker answers to journaled events.
+
+Pure of sockets: the broker adapter and the publish function are injected, clocks passed in.
+The journal is written before every send and every broker answer is journaled before it is
+published. An order whose outcome is unknown (no answer in time, or a crash between send and
+answer) is never re-sent: reconcile() asks the broker and matches.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from protocol.codes import Reason
+from protocol.enums import OrderStatus, Side, TradingState
+from protocol.messages import (
+    CancelOrder,
+    ExecEvent,
+    IntentDenied,
+    SubmitOrder,
+    Trace,
+)
+from services.execution.adapters.base import (
+    AdapterEvent,
+    BrokerAdapter,
+    CancelRejected,
+    Fill,
+    NoticeGap,
+    OrderClosed,
+    SubmitAccepted,
+    SubmitRejected,
+)
+from services.execution.journal import Journal
+from services.runtime.log import logger
+from services.runtime.settings import Settings
+
+SENT_MATCH_WINDOW_NS = 60_000_000_000  # an unanswered order matches broker orders this close
+
+
+@dataclass
+class InFlight:
+    client_order_id: str
+    sent_mono: float
+    trace: Trace
+    unknown: bool = False  # no answer in time: outcome unknown, resolved by reconcile
+
+
+class ExecutionEngine:
+    def __init__(self, settings: Settings, journal: Journal, adapter: BrokerAdapter,
+                 publish: Callable[[ExecEvent], None]) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.adapter = adapter
+        self.publish = publish
+        self.refs = itertools.count(1)
+        self.inflight: dict[int, InFlight] = {}  # submit ref -> order awaiting its number
+        self.early: dict[str, list[Fill | OrderClosed]] = {}  # notices before their order's ack
+        self.cancel_on_ack: set[str] = set()  # halted while the order had no number yet
+        self.halt_cancelling: set[str] = set()  # cancelled for the current halt, unconfirmed
+        self.ready = False
+        self.counters: dict[str, int] = {}
+        self.halt_epoch = 0
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def emit(self, event: ExecEvent | None) -> None:
+        if event is not None:
+            self.publish(event)
+
+    # ------------------------------------------------------------------ orders from risk
+    def on_order(self, msg: SubmitOrder | CancelOrder | IntentDenied, state: TradingState,
+                 fresh: bool, now_ns: int, mono_ns: int) -> None:
+        if isinstance(msg, CancelOrder):
+            self.cancel(msg.client_order_id, msg.reason or "cancel requested")
+        elif isinstance(msg, IntentDenied):
+            self.emit(self.journal.record_denied(msg, now_ns))
+        else:
+            self.submit(msg, state, fresh, now_ns, mono_ns)
+
+    def refusal(self, o: SubmitOrder, state: TradingState, fresh: bool,
+                now_ns: int) -> tuple[str, str] | None:
+        """Execution is the last gate: the state may have changed since risk decided."""
+        age_ms = (now_ns - o.intent_ns) / 1e6
+        if age_ms > self.settings.execution.max_intent_age_ms:
+            return Reason.STALE_INTENT, (f"intent is {age_ms:.0f} ms old > max_intent_age_ms "
+                                         f"{self.settings.execution.max_intent_age_ms}")
+        if not self.ready:
+            return Reason.NOT_READY, "execution is reconciling with the broker"
+        if state is TradingState.HALTED:
+            return Reason.HALTED, "trading is HALTED"
+        if not fresh:
+            return Reason.FAILSAFE, "no word from the supervisor within the fail-safe time"
+        if state is TradingState.REDUCING and not o.reduce_only:
+            return Reason.REDUCE_ONLY, "REDUCING: only reduce-only orders pass"
+        return None
+
+    def submit(self, o: SubmitOrder, state: TradingState, fresh: bool, now_ns: int,
+               mono_ns: int) -> None:
+        if self.journal.has_order(o.client_order_id):
+            self.count("duplicate_orders")  # a resent intent never becomes a second order
+            return
+        refusal = self.refusal(o, state, fresh, now_ns)
+        if refusal is not None:
+            code, reason = refusal
+            self.emit(self.journal.record_denied(IntentDenied(
+                intent_id=o.intent_id, strategy=o.strategy, symbol=o.symbol, side=o.side,
+                qty=o.qty, price=o.price, code=code, reason=reason, ts_ns=now_ns,
+                trace=o.trace), now_ns))
+            return
+        trace = msgspec.structs.replace(o.trace, sent=mono_ns)
+        o = msgspec.structs.replace(o, trace=trace)
+        self.emit(self.journal.record_sent(o, now_ns))  # committed before the send
+        ref = next(self.refs)
+        self.inflight[ref] = InFlight(o.client_order_id, mono_ns / 1e9, trace)
+        self.adapter.submit(ref, o)
+        self.count("orders_sent")
+
+    def cancel(self, coid: str, reason: str) -> bool:
+        try:
+            row = self.journal.order(coid)
+        except KeyError:
+            return False
+        if not OrderStatus(row["status"]).is_open:
+            return False
+        if not row["broker_order_no"]:
+            self.cancel_on_ack.add(coid)
+            return True
+        self.adapter.cancel(next(self.refs), row["broker_order_no"])
+        self.count("cancels_sent")
+        return True
+
+    # ------------------------------------------------------------------ halt
+    def cancel_all(self, epoch: int) -> int:
+        """HALTED: cancel every open order at the broker. Returns how many cancels went out."""
+        if epoch != self.halt_epoch:
+            self.halt_epoch = epoch
+            self.counters["halt_cancels_sent"] = 0
+            self.counters["halt_cancels_confirmed"] = 0
+            self.halt_cancelling.clear()
+        sent = 0
+        for row in self.journal.orders(open_only=True, limit=1_000_000):
+            if self.cancel(row["client_order_id"], "halt"):
+                self.halt_cancelling.add(row["client_order_id"])
+                sent += 1
+        self.count("halt_cancels_sent", sent)
+        return sent
+
+    # ------------------------------------------------------------------ broker answers
+    def on_adapter(self, events: list[AdapterEvent], now_ns: int, mono_ns: int) -> None:
+        for ev in events:
+            if isinstance(ev, SubmitAccepted):
+                self.on_accepted(ev, now_ns, mono_ns)
+            elif isinstance(ev, SubmitRejected):
+                flight = self.inflight.pop(ev.ref, None)
+                if flight is None:
+                    continue
+                self.emit(self.journal.record_rejected(
+                    flight.client_order_id, Reason.BROKER_REJECT, f"{ev.code}: {ev.message}",
+                    now_ns))
+                self.count("broker_rejects")
+            elif isinstance(ev, Fill | OrderClosed):
+                self.on_notice(ev, now_ns)
+            elif isinstance(ev, CancelRejected):
+                self.count("cancel_rejects")
+                logger.info("cancel of {} refused: {} {}", ev.order_no, ev.code, ev.message)
+            elif isinstance(ev, NoticeGap):
+                logger.warning("{}; reconciling", ev.detail)
+                self.count("notice_gaps")
+                self.reconcile(now_ns)
+
+    def on_accepted(self, ev: SubmitAccepted, now_ns: int, mono_ns: int) -> None:
+        flight = self.inflight.pop(ev.ref, None)
+        if flight is None:
+            return
+        coid = flight.client_order_id
+        row = self.journal.order(coid)
+        if row["broker_order_no"]:
+            return  # reconcile already matched it
+        trace = msgspec.structs.replace(flight.trace, acked=mono_ns)
+        self.emit(self.journal.record_accepted(coid, ev.order_no, now_ns, trace))
+        for notice in self.early.pop(ev.order_no, []):
+            self.on_notice(notice, now_ns)
+        if coid in self.cancel_on_ack:
+            self.cancel_on_ack.discard(coid)
+            self.cancel(coid, "halt")
+
+    def on_notice(self, ev: Fill | OrderClosed, now_ns: int) -> None:
+        coid = self.journal.coid_for(ev.order_no)
+        if coid is None:
+            # the ack naming this order number has not arrived yet (different socket)
+            self.early.setdefault(ev.order_no, []).append(ev)
+            return
+        if isinstance(ev, Fill):
+            self.emit(self.journal.record_fill(coid, ev.order_no, ev.fill_no, ev.qty, ev.price,
+                                               ev.ts_ns, now_ns, Trace()))
+        else:
+            event = self.journal.record_closed(coid, ev.status == "expired",
+                                               ev.reason or ev.status, now_ns)
+            if event is not None and coid in self.halt_cancelling:
+                self.halt_cancelling.discard(coid)
+                self.count("halt_cancels_confirmed")
+            self.emit(event)
+
+    def check_timeouts(self, mono: float, now_ns: int) -> None:
+        limit = self.settings.broker.request_timeout_ms / 1000.0
+        late = [f for f in self.inflight.values() if not f.unknown and mono - f.sent_mono > limit]
+        for flight in late:
+            flight.unknown = True
+            self.count("unknown_outcomes")
+            logger.warning("no answer for {} within {:g}s: outcome unknown, reconciling "
+                           "(never re-sent)", flight.client_order_id, limit)
+        if late:
+            self.reconcile(now_ns)
+
+    # ------------------------------------------------------------------ reconciliation
+    def reconcile(self, now_ns: int) -> dict[str, int]:
+        """Match the journal with the broker's orders and fills. Raises BrokerUnavailable."""
+        timeout = self.settings.broker.request_timeout_ms / 1000.0
+        broker_orders = self.adapter.orders_today(timeout)
+        broker_fills = self.adapter.fills_today(timeout)
+        stats = {"matched": 0, "adopted": 0, "fills": 0, "closed": 0, "lost": 0}
+        known = {r["broker_order_no"]: r for r in self.journal.orders(limit=10_000_000)
+                 if r["broker_order_no"]}
+        unanswered = [r for r in self.journal.orders(open_only=True, limit=1_000_000)
+                      if r["status"] == OrderStatus.SENT.value and not r["broker_order_no"]]
+        by_no = {o.order_no: o for o in broker_orders}
+        for bo in sorted(broker_orders, key=lambda o: o.ts_ns):
+            if bo.order_no in known:
+                continue
+            match = next((r for r in unanswered if r["symbol"] == bo.symbol
+                          and r["side"] == bo.side.value and r["qty"] == bo.qty
+                          and r["price"] == bo.price
+                          and abs(bo.ts_ns - r["created_ns"]) < SENT_MATCH_WINDOW_NS), None)
+            if match is not None:
+                unanswered.remove(match)
+                coid = match["client_order_id"]
+                self.emit(self.journal.record_accepted(coid, bo.order_no, now_ns, Trace()))
+                for ref, f in list(self.inflight.items()):
+                    if f.client_order_id == coid:
+                        del self.inflight[ref]
+                stats["matched"] += 1
+            else:
+                self.journal.adopt(bo.order_no, bo.symbol, bo.side, bo.qty, bo.price, now_ns)
+                logger.warning("adopted broker order {} ({} {} {} @ {}) the journal did not "
+                               "know", bo.order_no, bo.side.value, bo.qty, bo.symbol, bo.price)
+                stats["adopted"] += 1
+        for bf in sorted(broker_fills, key=lambda f: (f.ts_ns, f.order_no, f.fill_no)):
+            coid = self.journal.coid_for(bf.order_no)
+            if coid is None:
+                continue
+            event = self.journal.record_fill(coid, bf.order_no, bf.fill_no, bf.qty, bf.price,
+                                             bf.ts_ns, now_ns, Trace())
+            if event is not None:
+                stats["fills"] += 1
+                self.emit(event)
+        for row in self.journal.orders(open_only=True, limit=1_000_000):
+            bo = by_no.get(row["broker_order_no"] or "")
+            if bo is not None and bo.status in ("canceled", "expired", "rejected"):
+                event = self.journal.record_closed(row["client_order_id"],
+                                                   bo.status == "expired",
+                                                   f"{bo.status} at the broker", now_ns)
+                if event is not None:
+                    stats["closed"] += 1
+                    self.emit(event)
+        inflight_coids = {f.client_order_id for f in self.inflight.values() if not f.unknown}
+        for row in unanswered:
+            if row["client_order_id"] in inflight_coids:
+                continue  # just sent, its answer may still be on the way
+            self.emit(self.journal.record_rejected(
+                row["client_order_id"], Reason.BROKER_REJECT,
+                "not found at the broker after an unknown outcome", now_ns))
+            for ref, f in list(self.inflight.items()):
+                if f.client_order_id == row["client_order_id"]:
+                    del self.inflight[ref]
+            stats["lost"] += 1
+        return stats
+
+    def open_orders(self) -> int:
+        return len(self.journal.orders(open_only=True, limit=1_000_000))
+
+    def side_of(self, coid: str) -> Side:
+        return Side(self.journal.order(coid)["side"])
+
+    def summary(self) -> dict[str, Any]:
+        return {"ready": self.ready, "inflight": len(self.inflight), **self.counters}
