@@ -1,0 +1,1 @@
+"""qts-ctl: the operator's command line."""

@@ -1,0 +1,391 @@
+"""qts-ctl: run and operate QTS. Every command takes --json; an error or a timeout exits
+non-zero with `error: <CODE>: <reason>` on stderr."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+import time
+from collections import Counter
+from typing import Any, NoReturn
+
+import click
+
+from protocol.codes import CtlCode
+from services.ctl.render import krw, table
+from services.ctl.supervisord import Supervisord, SupervisordError, conf_path
+from services.runtime import client
+from services.runtime.settings import ConfigError, Settings, load_settings
+
+WATCHED = ("observer", "strategy", "risk", "execution", "portfolio", "performance", "venue")
+
+
+class Ctx:
+    def __init__(self, conf: str | None) -> None:
+        self.conf_arg = conf
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except ConfigError as exc:
+                fail(CtlCode.BAD_REQUEST, str(exc))
+        return self._settings
+
+    def supervisord(self) -> Supervisord:
+        try:
+            return Supervisord(conf_path(self.conf_arg))
+        except SupervisordError as exc:
+            fail(CtlCode.UNAVAILABLE, str(exc))
+
+    def call(self, service: str, command: str, args: dict[str, Any] | None = None,
+             timeout: float = 3.0) -> Any:
+        rt = self.settings.runtime
+        address = client.ctl_address(rt.run_dir, service, rt.endpoints)
+        try:
+            rep = client.request(address, command, args, timeout)
+        except client.CtlTimeout as exc:
+            fail(CtlCode.TIMEOUT, f"{service}: {exc}")
+        if not rep.ok:
+            fail(rep.code, f"{service}: {rep.reason}", rep.data)
+        return rep.data
+
+
+def fail(code: str, reason: str, data: Any = None) -> NoReturn:
+    if data is not None and _JSON:
+        click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(f"error: {code}: {reason}", err=True)
+    sys.exit(1)
+
+
+_JSON = False
+
+
+def emit(data: Any, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if _JSON else text)
+
+
+def json_option(fn: Any) -> Any:
+    def set_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        global _JSON
+        _JSON = value
+        return value
+
+    return click.option("--json", "as_json", is_flag=True, expose_value=False, is_eager=True,
+                        callback=set_json, help="machine-readable output")(fn)
+
+
+@click.group()
+@click.option("--conf", default=None, help="supervisord config (default: $QTS_SUPERVISORD_CONF "
+              "or supervisord.conf in the repository)")
+@click.pass_context
+def cli(ctx: click.Context, conf: str | None) -> None:
+    """Operate QTS: start, watch, halt, resume."""
+    ctx.obj = Ctx(conf)
+
+
+# ---------------------------------------------------------------------------------- lifecycle
+@cli.command()
+@click.option("--env", "env_name", default=None, help="QTS_ENV (e.g. production)")
+@click.option("--broker", type=click.Choice(["paper", "kis", "kiwoom"]), default=None)
+@click.option("--scope", type=click.Choice(["scalp", "swing", "pulse"]), default=None)
+@click.option("--local-only", is_flag=True, help="paper venue and synthetic data, whatever "
+              "the config says")
+@click.option("--max-iterations", type=click.IntRange(min=1), default=None,
+              help="stop after N market events: drain, print a summary, shut down")
+@click.option("--timeout", type=float, default=20.0, help="seconds to wait for every service")
+@json_option
+@click.pass_obj
+def up(obj: Ctx, env_name: str | None, broker: str | None, scope: str | None,
+       local_only: bool, max_iterations: int | None, timeout: float) -> None:
+    """Start supervisord and every service; wait until all are alive."""
+    env = dict(os.environ)
+    if env_name:
+        env["QTS_ENV"] = env_name
+    if broker:
+        env["BROKER_TYPE"] = broker
+    if scope:
+        env["STRATEGY_SCOPE"] = scope
+    if local_only:
+        env["BROKER_TYPE"] = "paper"
+        env["OBSERVER_ENDPOINT"] = "stub"
+        env["QTS_OBSERVER__SOURCE"] = "synthetic"
+    if max_iterations:
+        env["QTS_OBSERVER__MAX_EVENTS"] = str(max_iterations)
+    try:
+        obj._settings = load_settings(env)  # validate before starting anything
+    except ConfigError as exc:
+        fail(CtlCode.BAD_REQUEST, str(exc))
+    sup = obj.supervisord()
+    t0 = time.monotonic()
+    try:
+        sup.start(env)
+    except SupervisordError as exc:
+        fail(CtlCode.UNAVAILABLE, str(exc))
+    status = wait_alive(obj, timeout)
+    elapsed = time.monotonic() - t0
+    if max_iterations is None:
+        emit(status, render_status(status) + f"\nall services up in {elapsed:.1f}s")
+        return
+    summary = run_to_end(obj, max_iterations, timeout)
+    sup.stop()
+    emit(summary, render_summary(summary))
+
+
+def wait_alive(obj: Ctx, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        rt = obj.settings.runtime
+        try:
+            status = client.call(client.ctl_address(rt.run_dir, "supervisor", rt.endpoints),
+                                 "status", timeout=1.0)
+        except (client.CtlTimeout, client.CtlFailed):
+            time.sleep(0.1)
+            continue
+        services = status["services"]
+        if all(services.get(n, {}).get("alive") and services[n].get("status") in
+               ("ready", "done") for n in WATCHED):
+            return status
+        time.sleep(0.1)
+    down = [n for n in WATCHED if not status.get("services", {}).get(n, {}).get("alive")]
+    fail(CtlCode.TIMEOUT, f"not alive after {timeout:g}s: {', '.join(down) or 'not ready'}",
+         status or None)
+
+
+def run_to_end(obj: Ctx, events: int, timeout: float) -> dict[str, Any]:
+    """--max-iterations: wait for the observer to finish, then for the books to go quiet."""
+    deadline = time.monotonic() + max(timeout, 30) + events / 100
+    while not obj.call("observer", "ping")["status"] == "done":
+        if time.monotonic() > deadline:
+            fail(CtlCode.TIMEOUT, "observer did not finish its events in time")
+        time.sleep(0.1)
+    last, quiet_since, end = -1, time.monotonic(), time.monotonic() + 15
+    while time.monotonic() < end:
+        seq = obj.call("execution", "events_since", {"seq": 1 << 62})["last_seq"]
+        if seq != last:
+            last, quiet_since = seq, time.monotonic()
+        elif time.monotonic() - quiet_since >= 1.0:
+            break
+        time.sleep(0.1)
+    stats = obj.call("observer", "stats")
+    orders = obj.call("execution", "orders", {"limit": 1_000_000})["orders"]
+    fills = obj.call("execution", "fills")["fills"]
+    return {
+        "market_events": stats["events"],
+        "orders": dict(Counter(o["status"] for o in orders)),
+        "fills": len(fills),
+        "positions": obj.call("portfolio", "positions"),
+        "pnl": obj.call("portfolio", "pnl"),
+    }
+
+
+def render_summary(s: dict[str, Any]) -> str:
+    pnl = s["pnl"]
+    lines = [f"market events: {s['market_events']}",
+             "orders: " + (", ".join(f"{k} {v}" for k, v in sorted(s["orders"].items()))
+                           or "none"),
+             f"fills: {s['fills']}",
+             render_positions(s["positions"]),
+             f"pnl: realised {krw(pnl['realized'])}, unrealised {krw(pnl['unrealized'])}, "
+             f"fees {krw(pnl['fees'])}, taxes {krw(pnl['taxes'])}, net {krw(pnl['net'])} KRW"]
+    return "\n".join(lines)
+
+
+@cli.command()
+@json_option
+@click.pass_obj
+def down(obj: Ctx) -> None:
+    """Stop every service and supervisord."""
+    sup = obj.supervisord()
+    try:
+        stopped = sup.stop()
+    except SupervisordError as exc:
+        fail(CtlCode.TIMEOUT, str(exc))
+    emit({"stopped": stopped}, "stopped" if stopped else "supervisord was not running")
+
+
+@cli.command()
+@click.argument("service", type=click.Choice([*WATCHED, "supervisor"]))
+@click.option("--timeout", type=float, default=20.0)
+@json_option
+@click.pass_obj
+def restart(obj: Ctx, service: str, timeout: float) -> None:
+    """Restart one service through supervisord; wait until it is back and ready."""
+    sup = obj.supervisord()
+    t0 = time.monotonic()
+    before = None
+    if service != "supervisor":
+        before = obj.call("supervisor", "status")["services"].get(service, {}).get("pid")
+    try:
+        sup.restart(service)
+    except SupervisordError as exc:
+        fail(CtlCode.UNAVAILABLE, str(exc))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ping = obj.call(service, "ping", timeout=1.0)
+            if ping["pid"] != before and ping["status"] in ("ready", "done"):
+                took = time.monotonic() - t0
+                emit({"service": service, "pid": ping["pid"], "seconds": round(took, 3)},
+                     f"{service} back (pid {ping['pid']}) and ready in {took:.2f}s")
+                return
+        except SystemExit:
+            pass
+        time.sleep(0.1)
+    fail(CtlCode.TIMEOUT, f"{service} not ready {timeout:g}s after restart")
+
+
+# ---------------------------------------------------------------------------------- state
+@cli.command()
+@json_option
+@click.pass_obj
+def status(obj: Ctx) -> None:
+    """Services, heartbeats and the trading state."""
+    data = obj.call("supervisor", "status")
+    procs = Supervisord(conf_path(obj.conf_arg)).processes() if conf_path(
+        obj.conf_arg).exists() else {}
+    for name, proc in procs.items():
+        data["services"].setdefault(name, {"alive": False})["process"] = proc.get("statename")
+    emit(data, render_status(data))
+
+
+def render_status(data: dict[str, Any]) -> str:
+    rows = [(n, "yes" if s.get("alive") else "NO", s.get("process", ""), s.get("status", ""),
+             s.get("pid"), s.get("age_ms"), s.get("epoch_ack"), s.get("detail", ""))
+            for n, s in sorted(data["services"].items())]
+    head = (f"trading state: {data['state']} (epoch {data['epoch']}, by {data['by']}: "
+            f"{data['reason']})")
+    return head + "\n" + table(("service", "alive", "process", "status", "pid", "hb age ms",
+                                "epoch", "detail"), rows)
+
+
+def transition(obj: Ctx, command: str, reason: str, by: str | None) -> None:
+    args = {"reason": reason, "by": by or os.environ.get("USER") or getpass.getuser()}
+    rt = obj.settings.runtime
+    address = client.ctl_address(rt.run_dir, "supervisor", rt.endpoints)
+    try:
+        rep = client.request(address, command, args, timeout=5.0)
+    except client.CtlTimeout as exc:
+        fail(CtlCode.TIMEOUT, f"supervisor: {exc}")
+    if rep.data is not None:
+        emit(rep.data, render_acks(rep.data))
+    if not rep.ok:
+        click.echo(f"error: {rep.code}: {rep.reason}", err=True)
+        sys.exit(1)
+
+
+def render_acks(data: dict[str, Any]) -> str:
+    rows = [(n, "yes" if a["acked"] else "NO", a["ms"], "up" if a["alive"] else "DOWN")
+            for n, a in sorted(data["acks"].items())]
+    ex = data.get("execution", {})
+    return (f"trading state {data['state']} (epoch {data['epoch']})\n"
+            + table(("service", "acknowledged", "ms", "alive"), rows)
+            + f"\nexecution: {ex.get('halt_cancels_sent', 0)} cancels sent, "
+              f"{ex.get('halt_cancels_confirmed', 0)} confirmed, "
+              f"{ex.get('open_orders', 0)} open orders")
+
+
+@cli.command()
+@click.option("--reason", required=True, help="why: goes to the log and the state file")
+@click.option("--by", default=None)
+@json_option
+@click.pass_obj
+def halt(obj: Ctx, reason: str, by: str | None) -> None:
+    """Stop trading now: cancel every open order, refuse new ones."""
+    transition(obj, "halt", reason, by)
+
+
+@cli.command()
+@click.option("--reason", required=True)
+@click.option("--by", default=None)
+@json_option
+@click.pass_obj
+def reduce(obj: Ctx, reason: str, by: str | None) -> None:
+    """Only orders that shrink a position."""
+    transition(obj, "reduce", reason, by)
+
+
+@cli.command()
+@click.option("--reason", default="resumed by operator")
+@click.option("--by", default=None)
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@json_option
+@click.pass_obj
+def resume(obj: Ctx, reason: str, by: str | None, yes: bool) -> None:
+    """Back to ACTIVE (asks for confirmation)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(CtlCode.BAD_REQUEST, "resume needs confirmation: run it in a terminal or "
+                 "pass --yes")
+        click.confirm("Resume trading (state ACTIVE)?", abort=True)
+    transition(obj, "resume", reason, by)
+
+
+# ---------------------------------------------------------------------------------- books
+@cli.command()
+@click.option("--open", "open_only", is_flag=True, help="only working orders")
+@click.option("--limit", type=click.IntRange(min=1), default=50)
+@json_option
+@click.pass_obj
+def orders(obj: Ctx, open_only: bool, limit: int) -> None:
+    """The order journal, newest first, with reject and denial reasons."""
+    data = obj.call("execution", "orders", {"open_only": open_only, "limit": limit})
+    rows = [(o["client_order_id"], o["strategy"], o["symbol"], o["side"], o["qty"], o["price"],
+             o["status"], o["filled_qty"], o["broker_order_no"] or "",
+             f"{o['code']} {o['reason']}".strip()) for o in data["orders"]]
+    emit(data["orders"], table(("order", "strategy", "symbol", "side", "qty", "price",
+                                "status", "filled", "broker no", "reason"), rows))
+
+
+def render_positions(data: dict[str, Any]) -> str:
+    rows = [(p["symbol"], p["qty"], p["cost"] // p["qty"] if p["qty"] else 0, p["last_price"],
+             p["unrealized"], p["realized"], p["fees"] + p["taxes"])
+            for p in data["positions"] if p["strategy"] == "" and (p["qty"] or p["realized"])]
+    return (table(("symbol", "qty", "avg price", "last", "unrealised", "realised",
+                   "fees+tax"), rows)
+            + f"\ncash {krw(data['cash'])} KRW, equity {krw(data['equity'])} KRW")
+
+
+@cli.command()
+@json_option
+@click.pass_obj
+def positions(obj: Ctx) -> None:
+    """Account positions, average price, cash."""
+    data = obj.call("portfolio", "positions")
+    emit(data, render_positions(data))
+
+
+@cli.command()
+@json_option
+@click.pass_obj
+def pnl(obj: Ctx) -> None:
+    """Realised and unrealised PnL, fees and tax, per strategy; latency if available."""
+    data: dict[str, Any] = {"portfolio": obj.call("portfolio", "pnl")}
+    rt = obj.settings.runtime
+    try:
+        data["performance"] = client.call(client.ctl_address(rt.run_dir, "performance",
+                                                             rt.endpoints), "summary",
+                                          timeout=2.0)
+    except (client.CtlTimeout, client.CtlFailed):
+        data["performance"] = None
+    p = data["portfolio"]
+    rows = [(name, s["realized"], s["unrealized"], s["fees"], s["taxes"], s["net"])
+            for name, s in sorted(p.get("by_strategy", {}).items())]
+    rows.append(("total", p["realized"], p["unrealized"], p["fees"], p["taxes"], p["net"]))
+    text = table(("strategy", "realised", "unrealised", "fees", "taxes", "net"), rows)
+    text += f"\ncash {krw(p['cash'])} KRW, equity {krw(p['equity'])} KRW"
+    perf = data["performance"]
+    if perf and perf.get("latency_us"):
+        lat = [(k, v["count"], v["p50"], v["p99"], v["p999"])
+               for k, v in perf["latency_us"].items()]
+        text += "\n\n" + table(("latency (us)", "count", "p50", "p99", "p99.9"), lat)
+    emit(data, text)
+
+
+def main() -> None:
+    cli(prog_name="qts-ctl")
