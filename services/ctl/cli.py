@@ -256,7 +256,7 @@ def status(obj: Ctx) -> None:
 
 def render_status(data: dict[str, Any]) -> str:
     rows = [(n, "yes" if s.get("alive") else "NO", s.get("process", ""), s.get("status", ""),
-             s.get("pid"), s.get("age_ms"), s.get("epoch_ack"), s.get("detail", ""))
+             str(s.get("pid") or ""), s.get("age_ms"), str(s.get("epoch_ack", "")), s.get("detail", ""))
             for n, s in sorted(data["services"].items())]
     head = (f"trading state: {data['state']} (epoch {data['epoch']}, by {data['by']}: "
             f"{data['reason']})")

@@ -82,7 +82,7 @@ class ObserverSettings(Section):
     replay_path: Path | None = None
     replay_speed: float = Field(0.0, ge=0)  # 0 = as fast as possible, 1 = real time, N = N x
     max_events: int | None = Field(None, gt=0)  # stop after this many events (then EndOfStream)
-    instrument_every_s: float = Field(5.0, gt=0)
+    instrument_every_s: float = Field(1.0, gt=0)  # late joiners learn reference data fast
 
 
 class StrategySettings(Section):

@@ -88,7 +88,7 @@ class VenueService(Service):
             self.venue.closed_market = closed
 
     def commit_and_notify(self, closed: list[VOrder], fills: list[VFill],
-                          reason: str = "") -> None:
+                          reason: str = "", saved: bool = False) -> None:
         if not closed and not fills:
             return
         notices: list[Any] = []
@@ -103,7 +103,10 @@ class VenueService(Service):
             notices.append(VenueOrderNotice(seq=self.notice_seq, order_no=o.order_no,
                                             status=o.status, leaves_qty=o.leaves,
                                             ts_ns=time.time_ns(), reason=reason))
-        self.store.save(self.venue, closed, fills, self.notice_seq)  # on disk before told
+        if not saved:
+            self.store.save(self.venue, closed, fills, self.notice_seq)  # on disk before told
+        else:
+            self.store.save(self.venue, [], [], self.notice_seq)  # the notice counter
         frames = [codec.encode(n) for n in notices]
         self.later(self.settings.venue.fill_latency_ms,
                    lambda: [self.notices.send(fr) for fr in frames])  # type: ignore[func-returns-value]
@@ -129,7 +132,7 @@ class VenueService(Service):
             self.send_to(identity, VenueAck(req_id=req.req_id, ok=True, order_no=order.order_no,
                                             ts_ns=now), ack_ms)
             closed = [order] if order.status == "canceled" else []
-            self.commit_and_notify(closed, fills, reason="IOC/FOK/market remainder")
+            self.commit_and_notify(closed, fills, reason="IOC/FOK/market remainder", saved=True)
         elif isinstance(req, VenueCancel):
             try:
                 order = self.venue.cancel(req.order_no)
@@ -143,7 +146,7 @@ class VenueService(Service):
             self.store.save(self.venue, [order], [], self.notice_seq)
             self.send_to(identity, VenueAck(req_id=req.req_id, ok=True, order_no=order.order_no,
                                             ts_ns=now), ack_ms)
-            self.commit_and_notify([order], [], reason="canceled by request")
+            self.commit_and_notify([order], [], reason="canceled by request", saved=True)
         elif isinstance(req, VenueQuery):
             self.send_to(identity, self.query(req))
 
