@@ -160,7 +160,7 @@ def wait_alive(obj: Ctx, timeout: float) -> dict[str, Any]:
 def run_to_end(obj: Ctx, events: int, timeout: float) -> dict[str, Any]:
     """--max-iterations: wait for the observer to finish, then for the books to go quiet."""
     deadline = time.monotonic() + max(timeout, 30) + events / 100
-    while not obj.call("observer", "ping")["status"] == "done":
+    while obj.call("observer", "ping")["status"] != "done":
         if time.monotonic() > deadline:
             fail(CtlCode.TIMEOUT, "observer did not finish its events in time")
         time.sleep(0.1)
@@ -256,8 +256,8 @@ def status(obj: Ctx) -> None:
 
 def render_status(data: dict[str, Any]) -> str:
     rows = [(n, "yes" if s.get("alive") else "NO", s.get("process", ""), s.get("status", ""),
-             str(s.get("pid") or ""), s.get("age_ms"), str(s.get("epoch_ack", "")), s.get("detail", ""))
-            for n, s in sorted(data["services"].items())]
+             str(s.get("pid") or ""), s.get("age_ms"), str(s.get("epoch_ack", "")),
+             s.get("detail", "")) for n, s in sorted(data["services"].items())]
     head = (f"trading state: {data['state']} (epoch {data['epoch']}, by {data['by']}: "
             f"{data['reason']})")
     return head + "\n" + table(("service", "alive", "process", "status", "pid", "hb age ms",

@@ -259,14 +259,14 @@ class ExecutionEngine:
                 stats["fills"] += 1
                 self.emit(event)
         for row in self.journal.orders(open_only=True, limit=1_000_000):
-            bo = by_no.get(row["broker_order_no"] or "")
-            if bo is not None and bo.status in ("canceled", "expired", "rejected"):
-                event = self.journal.record_closed(row["client_order_id"],
-                                                   bo.status == "expired",
-                                                   f"{bo.status} at the broker", now_ns)
-                if event is not None:
+            done = by_no.get(row["broker_order_no"] or "")
+            if done is not None and done.status in ("canceled", "expired", "rejected"):
+                closed = self.journal.record_closed(row["client_order_id"],
+                                                    done.status == "expired",
+                                                    f"{done.status} at the broker", now_ns)
+                if closed is not None:
                     stats["closed"] += 1
-                    self.emit(event)
+                    self.emit(closed)
         inflight_coids = {f.client_order_id for f in self.inflight.values() if not f.unknown}
         for row in unanswered:
             if row["client_order_id"] in inflight_coids:

@@ -23,6 +23,10 @@ from services.runtime.log import logger
 from services.runtime.service import Service
 
 
+def _unused(frame: bytes) -> None:
+    raise AssertionError("broker sockets are drained by their adapter")
+
+
 class ExecutionService(Service):
     name = "execution"
 
@@ -34,7 +38,8 @@ class ExecutionService(Service):
         self.engine = ExecutionEngine(self.settings, self.journal, self.adapter, self.publish)
         self.adapter.start(self.ctx)
         for sock in self.adapter.poll_sockets():
-            self.on_raw(sock, f"broker.{self.adapter.name}", lambda _f, s=sock: None)
+            # read by the adapter itself in _drain below; the handler is never called
+            self.on_raw(sock, f"broker.{self.adapter.name}", _unused)
         self.orders = self.bind(zmq.PULL, "orders")
         self.on(self.orders, "orders", self.on_order)
         self.command("orders", self.cmd_orders)

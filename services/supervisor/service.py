@@ -7,6 +7,7 @@ broadcast, so a restarted supervisor comes back in the state everyone was last t
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any
@@ -47,7 +48,7 @@ class SupervisorService(Service):
         self.every(cfg.control_interval_ms / 1000.0, self.broadcast)
         self.every(0.01, self.check_pending)
         for trigger in ("halt", "reduce", "resume"):
-            self.command(trigger, lambda args, t=trigger: self.transition(t, args))
+            self.command(trigger, functools.partial(self.transition, trigger))
         self.command("status", self.cmd_status)
         self.trading_state = self.current.state
         self.epoch = self.current.epoch
@@ -136,8 +137,8 @@ class SupervisorService(Service):
     def cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
         s = self.current
         services = self.table.status(time.monotonic(), time.time_ns())
-        services["supervisor"] = {"alive": True, "status": "ready", "detail": "", "pid": os.getpid(),
-                                  "age_ms": 0.0, "epoch_ack": s.epoch,
+        services["supervisor"] = {"alive": True, "status": "ready", "detail": "",
+                                  "pid": os.getpid(), "age_ms": 0.0, "epoch_ack": s.epoch,
                                   "started_ns": self.started_ns, "counters": dict(self.counters)}
         return {"state": s.state.value, "epoch": s.epoch, "reason": s.reason, "by": s.by,
                 "changed_ns": s.changed_ns, "services": services}

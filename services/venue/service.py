@@ -108,13 +108,21 @@ class VenueService(Service):
         else:
             self.store.save(self.venue, [], [], self.notice_seq)  # the notice counter
         frames = [codec.encode(n) for n in notices]
-        self.later(self.settings.venue.fill_latency_ms,
-                   lambda: [self.notices.send(fr) for fr in frames])  # type: ignore[func-returns-value]
+
+        def send() -> None:
+            for frame in frames:
+                self.notices.send(frame)
+
+        self.later(self.settings.venue.fill_latency_ms, send)
 
     # ------------------------------------------------------------------ requests
     def send_to(self, identity: bytes, msg: Any, delay_ms: float = 0.0) -> None:
         frame = codec.encode(msg)
-        self.later(delay_ms, lambda: self.router.send_multipart([identity, b"", frame]))
+
+        def send() -> None:
+            self.router.send_multipart([identity, b"", frame])
+
+        self.later(delay_ms, send)
 
     def handle(self, identity: bytes, req: Any) -> None:
         now = time.time_ns()

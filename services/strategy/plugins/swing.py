@@ -46,7 +46,9 @@ class Swing(Strategy):
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{self.path} is unreadable ({exc}); move it aside to start over")
+            raise ValueError(
+                f"{self.path} is unreadable ({exc}); move it aside to start over"
+            ) from exc
 
     def on_market(self, event: MarketData, ctx: Context) -> None:
         if not isinstance(event, Trade):
