@@ -42,8 +42,9 @@ class Ctx:
         except SupervisordError as exc:
             fail(CtlCode.UNAVAILABLE, str(exc))
 
-    def call(self, service: str, command: str, args: dict[str, Any] | None = None,
-             timeout: float = 3.0) -> Any:
+    def call(
+        self, service: str, command: str, args: dict[str, Any] | None = None, timeout: float = 3.0
+    ) -> Any:
         rt = self.settings.runtime
         address = client.ctl_address(rt.run_dir, service, rt.endpoints)
         try:
@@ -75,13 +76,24 @@ def json_option(fn: Any) -> Any:
         _JSON = value
         return value
 
-    return click.option("--json", "as_json", is_flag=True, expose_value=False, is_eager=True,
-                        callback=set_json, help="machine-readable output")(fn)
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=set_json,
+        help="machine-readable output",
+    )(fn)
 
 
 @click.group()
-@click.option("--conf", default=None, help="supervisord config (default: $QTS_SUPERVISORD_CONF "
-              "or supervisord.conf in the repository)")
+@click.option(
+    "--conf",
+    default=None,
+    help="supervisord config (default: $QTS_SUPERVISORD_CONF "
+    "or supervisord.conf in the repository)",
+)
 @click.pass_context
 def cli(ctx: click.Context, conf: str | None) -> None:
     """Operate QTS: start, watch, halt, resume."""
@@ -93,15 +105,27 @@ def cli(ctx: click.Context, conf: str | None) -> None:
 @click.option("--env", "env_name", default=None, help="QTS_ENV (e.g. production)")
 @click.option("--broker", type=click.Choice(["paper", "kis", "kiwoom"]), default=None)
 @click.option("--scope", type=click.Choice(["scalp", "swing", "pulse"]), default=None)
-@click.option("--local-only", is_flag=True, help="paper venue and synthetic data, whatever "
-              "the config says")
-@click.option("--max-iterations", type=click.IntRange(min=1), default=None,
-              help="stop after N market events: drain, print a summary, shut down")
+@click.option(
+    "--local-only", is_flag=True, help="paper venue and synthetic data, whatever the config says"
+)
+@click.option(
+    "--max-iterations",
+    type=click.IntRange(min=1),
+    default=None,
+    help="stop after N market events: drain, print a summary, shut down",
+)
 @click.option("--timeout", type=float, default=20.0, help="seconds to wait for every service")
 @json_option
 @click.pass_obj
-def up(obj: Ctx, env_name: str | None, broker: str | None, scope: str | None,
-       local_only: bool, max_iterations: int | None, timeout: float) -> None:
+def up(
+    obj: Ctx,
+    env_name: str | None,
+    broker: str | None,
+    scope: str | None,
+    local_only: bool,
+    max_iterations: int | None,
+    timeout: float,
+) -> None:
     """Start supervisord and every service; wait until all are alive."""
     env = dict(os.environ)
     if env_name:
@@ -142,19 +166,25 @@ def wait_alive(obj: Ctx, timeout: float) -> dict[str, Any]:
     while time.monotonic() < deadline:
         rt = obj.settings.runtime
         try:
-            status = client.call(client.ctl_address(rt.run_dir, "supervisor", rt.endpoints),
-                                 "status", timeout=1.0)
+            status = client.call(
+                client.ctl_address(rt.run_dir, "supervisor", rt.endpoints), "status", timeout=1.0
+            )
         except (client.CtlTimeout, client.CtlFailed):
             time.sleep(0.1)
             continue
         services = status["services"]
-        if all(services.get(n, {}).get("alive") and services[n].get("status") in
-               ("ready", "done") for n in WATCHED):
+        if all(
+            services.get(n, {}).get("alive") and services[n].get("status") in ("ready", "done")
+            for n in WATCHED
+        ):
             return status
         time.sleep(0.1)
     down = [n for n in WATCHED if not status.get("services", {}).get(n, {}).get("alive")]
-    fail(CtlCode.TIMEOUT, f"not alive after {timeout:g}s: {', '.join(down) or 'not ready'}",
-         status or None)
+    fail(
+        CtlCode.TIMEOUT,
+        f"not alive after {timeout:g}s: {', '.join(down) or 'not ready'}",
+        status or None,
+    )
 
 
 def run_to_end(obj: Ctx, events: int, timeout: float) -> dict[str, Any]:
@@ -186,13 +216,14 @@ def run_to_end(obj: Ctx, events: int, timeout: float) -> dict[str, Any]:
 
 def render_summary(s: dict[str, Any]) -> str:
     pnl = s["pnl"]
-    lines = [f"market events: {s['market_events']}",
-             "orders: " + (", ".join(f"{k} {v}" for k, v in sorted(s["orders"].items()))
-                           or "none"),
-             f"fills: {s['fills']}",
-             render_positions(s["positions"]),
-             f"pnl: realised {krw(pnl['realized'])}, unrealised {krw(pnl['unrealized'])}, "
-             f"fees {krw(pnl['fees'])}, taxes {krw(pnl['taxes'])}, net {krw(pnl['net'])} KRW"]
+    lines = [
+        f"market events: {s['market_events']}",
+        "orders: " + (", ".join(f"{k} {v}" for k, v in sorted(s["orders"].items())) or "none"),
+        f"fills: {s['fills']}",
+        render_positions(s["positions"]),
+        f"pnl: realised {krw(pnl['realized'])}, unrealised {krw(pnl['unrealized'])}, "
+        f"fees {krw(pnl['fees'])}, taxes {krw(pnl['taxes'])}, net {krw(pnl['net'])} KRW",
+    ]
     return "\n".join(lines)
 
 
@@ -231,8 +262,10 @@ def restart(obj: Ctx, service: str, timeout: float) -> None:
             ping = obj.call(service, "ping", timeout=1.0)
             if ping["pid"] != before and ping["status"] in ("ready", "done"):
                 took = time.monotonic() - t0
-                emit({"service": service, "pid": ping["pid"], "seconds": round(took, 3)},
-                     f"{service} back (pid {ping['pid']}) and ready in {took:.2f}s")
+                emit(
+                    {"service": service, "pid": ping["pid"], "seconds": round(took, 3)},
+                    f"{service} back (pid {ping['pid']}) and ready in {took:.2f}s",
+                )
                 return
         except SystemExit:
             pass
@@ -247,21 +280,39 @@ def restart(obj: Ctx, service: str, timeout: float) -> None:
 def status(obj: Ctx) -> None:
     """Services, heartbeats and the trading state."""
     data = obj.call("supervisor", "status")
-    procs = Supervisord(conf_path(obj.conf_arg)).processes() if conf_path(
-        obj.conf_arg).exists() else {}
+    try:  # supervisord's own view is a bonus: status works without it
+        procs = Supervisord(conf_path(obj.conf_arg)).processes()
+    except SupervisordError:
+        procs = {}
     for name, proc in procs.items():
         data["services"].setdefault(name, {"alive": False})["process"] = proc.get("statename")
     emit(data, render_status(data))
 
 
 def render_status(data: dict[str, Any]) -> str:
-    rows = [(n, "yes" if s.get("alive") else "NO", s.get("process", ""), s.get("status", ""),
-             str(s.get("pid") or ""), s.get("age_ms"), str(s.get("epoch_ack", "")),
-             s.get("detail", "")) for n, s in sorted(data["services"].items())]
-    head = (f"trading state: {data['state']} (epoch {data['epoch']}, by {data['by']}: "
-            f"{data['reason']})")
-    return head + "\n" + table(("service", "alive", "process", "status", "pid", "hb age ms",
-                                "epoch", "detail"), rows)
+    rows = [
+        (
+            n,
+            "yes" if s.get("alive") else "NO",
+            s.get("process", ""),
+            s.get("status", ""),
+            str(s.get("pid") or ""),
+            s.get("age_ms"),
+            str(s.get("epoch_ack", "")),
+            s.get("detail", ""),
+        )
+        for n, s in sorted(data["services"].items())
+    ]
+    head = (
+        f"trading state: {data['state']} (epoch {data['epoch']}, by {data['by']}: {data['reason']})"
+    )
+    return (
+        head
+        + "\n"
+        + table(
+            ("service", "alive", "process", "status", "pid", "hb age ms", "epoch", "detail"), rows
+        )
+    )
 
 
 def transition(obj: Ctx, command: str, reason: str, by: str | None) -> None:
@@ -280,14 +331,18 @@ def transition(obj: Ctx, command: str, reason: str, by: str | None) -> None:
 
 
 def render_acks(data: dict[str, Any]) -> str:
-    rows = [(n, "yes" if a["acked"] else "NO", a["ms"], "up" if a["alive"] else "DOWN")
-            for n, a in sorted(data["acks"].items())]
+    rows = [
+        (n, "yes" if a["acked"] else "NO", a["ms"], "up" if a["alive"] else "DOWN")
+        for n, a in sorted(data["acks"].items())
+    ]
     ex = data.get("execution", {})
-    return (f"trading state {data['state']} (epoch {data['epoch']})\n"
-            + table(("service", "acknowledged", "ms", "alive"), rows)
-            + f"\nexecution: {ex.get('halt_cancels_sent', 0)} cancels sent, "
-              f"{ex.get('halt_cancels_confirmed', 0)} confirmed, "
-              f"{ex.get('open_orders', 0)} open orders")
+    return (
+        f"trading state {data['state']} (epoch {data['epoch']})\n"
+        + table(("service", "acknowledged", "ms", "alive"), rows)
+        + f"\nexecution: {ex.get('halt_cancels_sent', 0)} cancels sent, "
+        f"{ex.get('halt_cancels_confirmed', 0)} confirmed, "
+        f"{ex.get('open_orders', 0)} open orders"
+    )
 
 
 @cli.command()
@@ -320,8 +375,9 @@ def resume(obj: Ctx, reason: str, by: str | None, yes: bool) -> None:
     """Back to ACTIVE (asks for confirmation)."""
     if not yes:
         if not sys.stdin.isatty():
-            fail(CtlCode.BAD_REQUEST, "resume needs confirmation: run it in a terminal or "
-                 "pass --yes")
+            fail(
+                CtlCode.BAD_REQUEST, "resume needs confirmation: run it in a terminal or pass --yes"
+            )
         click.confirm("Resume trading (state ACTIVE)?", abort=True)
     transition(obj, "resume", reason, by)
 
@@ -335,20 +391,59 @@ def resume(obj: Ctx, reason: str, by: str | None, yes: bool) -> None:
 def orders(obj: Ctx, open_only: bool, limit: int) -> None:
     """The order journal, newest first, with reject and denial reasons."""
     data = obj.call("execution", "orders", {"open_only": open_only, "limit": limit})
-    rows = [(o["client_order_id"], o["strategy"], o["symbol"], o["side"], o["qty"], o["price"],
-             o["status"], o["filled_qty"], o["broker_order_no"] or "",
-             f"{o['code']} {o['reason']}".strip()) for o in data["orders"]]
-    emit(data["orders"], table(("order", "strategy", "symbol", "side", "qty", "price",
-                                "status", "filled", "broker no", "reason"), rows))
+    rows = [
+        (
+            o["client_order_id"],
+            o["strategy"],
+            o["symbol"],
+            o["side"],
+            o["qty"],
+            o["price"],
+            o["status"],
+            o["filled_qty"],
+            o["broker_order_no"] or "",
+            f"{o['code']} {o['reason']}".strip(),
+        )
+        for o in data["orders"]
+    ]
+    emit(
+        data["orders"],
+        table(
+            (
+                "order",
+                "strategy",
+                "symbol",
+                "side",
+                "qty",
+                "price",
+                "status",
+                "filled",
+                "broker no",
+                "reason",
+            ),
+            rows,
+        ),
+    )
 
 
 def render_positions(data: dict[str, Any]) -> str:
-    rows = [(p["symbol"], p["qty"], p["cost"] // p["qty"] if p["qty"] else 0, p["last_price"],
-             p["unrealized"], p["realized"], p["fees"] + p["taxes"])
-            for p in data["positions"] if p["strategy"] == "" and (p["qty"] or p["realized"])]
-    return (table(("symbol", "qty", "avg price", "last", "unrealised", "realised",
-                   "fees+tax"), rows)
-            + f"\ncash {krw(data['cash'])} KRW, equity {krw(data['equity'])} KRW")
+    rows = [
+        (
+            p["symbol"],
+            p["qty"],
+            p["cost"] // p["qty"] if p["qty"] else 0,
+            p["last_price"],
+            p["unrealized"],
+            p["realized"],
+            p["fees"] + p["taxes"],
+        )
+        for p in data["positions"]
+        if p["strategy"] == "" and (p["qty"] or p["realized"])
+    ]
+    return (
+        table(("symbol", "qty", "avg price", "last", "unrealised", "realised", "fees+tax"), rows)
+        + f"\ncash {krw(data['cash'])} KRW, equity {krw(data['equity'])} KRW"
+    )
 
 
 @cli.command()
@@ -368,21 +463,24 @@ def pnl(obj: Ctx) -> None:
     data: dict[str, Any] = {"portfolio": obj.call("portfolio", "pnl")}
     rt = obj.settings.runtime
     try:
-        data["performance"] = client.call(client.ctl_address(rt.run_dir, "performance",
-                                                             rt.endpoints), "summary",
-                                          timeout=2.0)
+        data["performance"] = client.call(
+            client.ctl_address(rt.run_dir, "performance", rt.endpoints), "summary", timeout=2.0
+        )
     except (client.CtlTimeout, client.CtlFailed):
         data["performance"] = None
     p = data["portfolio"]
-    rows = [(name, s["realized"], s["unrealized"], s["fees"], s["taxes"], s["net"])
-            for name, s in sorted(p.get("by_strategy", {}).items())]
+    rows = [
+        (name, s["realized"], s["unrealized"], s["fees"], s["taxes"], s["net"])
+        for name, s in sorted(p.get("by_strategy", {}).items())
+    ]
     rows.append(("total", p["realized"], p["unrealized"], p["fees"], p["taxes"], p["net"]))
     text = table(("strategy", "realised", "unrealised", "fees", "taxes", "net"), rows)
     text += f"\ncash {krw(p['cash'])} KRW, equity {krw(p['equity'])} KRW"
     perf = data["performance"]
     if perf and perf.get("latency_us"):
-        lat = [(k, v["count"], v["p50"], v["p99"], v["p999"])
-               for k, v in perf["latency_us"].items()]
+        lat = [
+            (k, v["count"], v["p50"], v["p99"], v["p999"]) for k, v in perf["latency_us"].items()
+        ]
         text += "\n\n" + table(("latency (us)", "count", "p50", "p99", "p99.9"), lat)
     emit(data, text)
 

@@ -21,8 +21,9 @@ class SupervisordError(Exception):
 
 
 def conf_path(explicit: str | None = None) -> Path:
-    return Path(explicit or os.environ.get("QTS_SUPERVISORD_CONF") or REPO_ROOT /
-                "supervisord.conf").resolve()
+    return Path(
+        explicit or os.environ.get("QTS_SUPERVISORD_CONF") or REPO_ROOT / "supervisord.conf"
+    ).resolve()
 
 
 class Supervisord:
@@ -43,11 +44,9 @@ class Supervisord:
         self.socket = get("unix_http_server", "file")
         self.pidfile = get("supervisord", "pidfile")
         self.logfile = get("supervisord", "logfile")
-        self.dirs = {Path(self.socket).parent, Path(self.pidfile).parent,
-                     Path(self.logfile).parent}
+        self.dirs = {Path(self.socket).parent, Path(self.pidfile).parent, Path(self.logfile).parent}
         for section in parser.sections():
-            if section.startswith("program:") and parser.has_option(section,
-                                                                     "stdout_logfile"):
+            if section.startswith("program:") and parser.has_option(section, "stdout_logfile"):
                 self.dirs.add(Path(get(section, "stdout_logfile")).parent)
 
     def rpc(self) -> Any:
@@ -73,13 +72,16 @@ class Supervisord:
 
     def start(self, env: dict[str, str]) -> None:
         if self.running():
-            raise SupervisordError(f"supervisord already runs (pid {self.pid()}, "
-                                   f"socket {self.socket}); `qts-ctl down` first")
+            raise SupervisordError(
+                f"supervisord already runs (pid {self.pid()}, "
+                f"socket {self.socket}); `qts-ctl down` first"
+            )
         for d in self.dirs:
             d.mkdir(parents=True, exist_ok=True)
         binary = Path(sys.executable).parent / "supervisord"
-        proc = subprocess.run([str(binary), "-c", str(self.conf)], env=env,
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [str(binary), "-c", str(self.conf)], env=env, capture_output=True, text=True, timeout=30
+        )
         if proc.returncode != 0:
             raise SupervisordError(f"supervisord failed to start: {proc.stderr or proc.stdout}")
         deadline = time.monotonic() + 10

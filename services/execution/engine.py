@@ -38,6 +38,7 @@ from services.execution.journal import Journal
 from services.runtime.log import logger
 from services.runtime.settings import Settings
 
+UNANSWERED = (OrderStatus.PENDING.value, OrderStatus.SENT.value)
 SENT_MATCH_WINDOW_NS = 60_000_000_000  # an unanswered order matches broker orders this close
 
 
@@ -50,8 +51,13 @@ class InFlight:
 
 
 class ExecutionEngine:
-    def __init__(self, settings: Settings, journal: Journal, adapter: BrokerAdapter,
-                 publish: Callable[[ExecEvent], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        journal: Journal,
+        adapter: BrokerAdapter,
+        publish: Callable[[ExecEvent], None],
+    ) -> None:
         self.settings = settings
         self.journal = journal
         self.adapter = adapter
@@ -73,8 +79,14 @@ class ExecutionEngine:
             self.publish(event)
 
     # ------------------------------------------------------------------ orders from risk
-    def on_order(self, msg: SubmitOrder | CancelOrder | IntentDenied, state: TradingState,
-                 fresh: bool, now_ns: int, mono_ns: int) -> None:
+    def on_order(
+        self,
+        msg: SubmitOrder | CancelOrder | IntentDenied,
+        state: TradingState,
+        fresh: bool,
+        now_ns: int,
+        mono_ns: int,
+    ) -> None:
         if isinstance(msg, CancelOrder):
             self.cancel(msg.client_order_id, msg.reason or "cancel requested")
         elif isinstance(msg, IntentDenied):
@@ -82,13 +94,16 @@ class ExecutionEngine:
         else:
             self.submit(msg, state, fresh, now_ns, mono_ns)
 
-    def refusal(self, o: SubmitOrder, state: TradingState, fresh: bool,
-                now_ns: int) -> tuple[str, str] | None:
+    def refusal(
+        self, o: SubmitOrder, state: TradingState, fresh: bool, now_ns: int
+    ) -> tuple[str, str] | None:
         """Execution is the last gate: the state may have changed since risk decided."""
         age_ms = (now_ns - o.intent_ns) / 1e6
         if age_ms > self.settings.execution.max_intent_age_ms:
-            return Reason.STALE_INTENT, (f"intent is {age_ms:.0f} ms old > max_intent_age_ms "
-                                         f"{self.settings.execution.max_intent_age_ms}")
+            return Reason.STALE_INTENT, (
+                f"intent is {age_ms:.0f} ms old > max_intent_age_ms "
+                f"{self.settings.execution.max_intent_age_ms}"
+            )
         if not self.ready:
             return Reason.NOT_READY, "execution is reconciling with the broker"
         if state is TradingState.HALTED:
@@ -99,25 +114,40 @@ class ExecutionEngine:
             return Reason.REDUCE_ONLY, "REDUCING: only reduce-only orders pass"
         return None
 
-    def submit(self, o: SubmitOrder, state: TradingState, fresh: bool, now_ns: int,
-               mono_ns: int) -> None:
+    def submit(
+        self, o: SubmitOrder, state: TradingState, fresh: bool, now_ns: int, mono_ns: int
+    ) -> None:
         if self.journal.has_order(o.client_order_id):
             self.count("duplicate_orders")  # a resent intent never becomes a second order
             return
         refusal = self.refusal(o, state, fresh, now_ns)
         if refusal is not None:
             code, reason = refusal
-            self.emit(self.journal.record_denied(IntentDenied(
-                intent_id=o.intent_id, strategy=o.strategy, symbol=o.symbol, side=o.side,
-                qty=o.qty, price=o.price, code=code, reason=reason, ts_ns=now_ns,
-                trace=o.trace), now_ns))
+            self.emit(
+                self.journal.record_denied(
+                    IntentDenied(
+                        intent_id=o.intent_id,
+                        strategy=o.strategy,
+                        symbol=o.symbol,
+                        side=o.side,
+                        qty=o.qty,
+                        price=o.price,
+                        code=code,
+                        reason=reason,
+                        ts_ns=now_ns,
+                        trace=o.trace,
+                    ),
+                    now_ns,
+                )
+            )
             return
         trace = msgspec.structs.replace(o.trace, sent=mono_ns)
         o = msgspec.structs.replace(o, trace=trace)
-        self.emit(self.journal.record_sent(o, now_ns))  # committed before the send
+        self.emit(self.journal.record_pending(o, now_ns))  # committed before the send
         ref = next(self.refs)
         self.inflight[ref] = InFlight(o.client_order_id, mono_ns / 1e9, trace)
         self.adapter.submit(ref, o)
+        self.journal.mark_sent(o.client_order_id, now_ns)
         self.count("orders_sent")
 
     def cancel(self, coid: str, reason: str) -> bool:
@@ -159,9 +189,14 @@ class ExecutionEngine:
                 flight = self.inflight.pop(ev.ref, None)
                 if flight is None:
                     continue
-                self.emit(self.journal.record_rejected(
-                    flight.client_order_id, Reason.BROKER_REJECT, f"{ev.code}: {ev.message}",
-                    now_ns))
+                self.emit(
+                    self.journal.record_rejected(
+                        flight.client_order_id,
+                        Reason.BROKER_REJECT,
+                        f"{ev.code}: {ev.message}",
+                        now_ns,
+                    )
+                )
                 self.count("broker_rejects")
             elif isinstance(ev, Fill | OrderClosed):
                 self.on_notice(ev, now_ns)
@@ -196,11 +231,15 @@ class ExecutionEngine:
             self.early.setdefault(ev.order_no, []).append(ev)
             return
         if isinstance(ev, Fill):
-            self.emit(self.journal.record_fill(coid, ev.order_no, ev.fill_no, ev.qty, ev.price,
-                                               ev.ts_ns, now_ns, Trace()))
+            self.emit(
+                self.journal.record_fill(
+                    coid, ev.order_no, ev.fill_no, ev.qty, ev.price, ev.ts_ns, now_ns, Trace()
+                )
+            )
         else:
-            event = self.journal.record_closed(coid, ev.status == "expired",
-                                               ev.reason or ev.status, now_ns)
+            event = self.journal.record_closed(
+                coid, ev.status == "expired", ev.reason or ev.status, now_ns
+            )
             if event is not None and coid in self.halt_cancelling:
                 self.halt_cancelling.discard(coid)
                 self.count("halt_cancels_confirmed")
@@ -212,8 +251,11 @@ class ExecutionEngine:
         for flight in late:
             flight.unknown = True
             self.count("unknown_outcomes")
-            logger.warning("no answer for {} within {:g}s: outcome unknown, reconciling "
-                           "(never re-sent)", flight.client_order_id, limit)
+            logger.warning(
+                "no answer for {} within {:g}s: outcome unknown, reconciling (never re-sent)",
+                flight.client_order_id,
+                limit,
+            )
         if late:
             self.reconcile(now_ns)
 
@@ -224,21 +266,38 @@ class ExecutionEngine:
         broker_orders = self.adapter.orders_today(timeout)
         broker_fills = self.adapter.fills_today(timeout)
         stats = {"matched": 0, "adopted": 0, "fills": 0, "closed": 0, "lost": 0}
-        known = {r["broker_order_no"]: r for r in self.journal.orders(limit=10_000_000)
-                 if r["broker_order_no"]}
-        unanswered = [r for r in self.journal.orders(open_only=True, limit=1_000_000)
-                      if r["status"] == OrderStatus.SENT.value and not r["broker_order_no"]]
+        known = {
+            r["broker_order_no"]: r
+            for r in self.journal.orders(limit=10_000_000)
+            if r["broker_order_no"]
+        }
+        unanswered = [
+            r
+            for r in self.journal.orders(open_only=True, limit=1_000_000)
+            # PENDING too: a crash between the send and marking it SENT leaves it PENDING
+            if r["status"] in UNANSWERED and not r["broker_order_no"]
+        ]
         by_no = {o.order_no: o for o in broker_orders}
         for bo in sorted(broker_orders, key=lambda o: o.ts_ns):
             if bo.order_no in known:
                 continue
-            match = next((r for r in unanswered if r["symbol"] == bo.symbol
-                          and r["side"] == bo.side.value and r["qty"] == bo.qty
-                          and r["price"] == bo.price
-                          and abs(bo.ts_ns - r["created_ns"]) < SENT_MATCH_WINDOW_NS), None)
+            match = next(
+                (
+                    r
+                    for r in unanswered
+                    if r["symbol"] == bo.symbol
+                    and r["side"] == bo.side.value
+                    and r["qty"] == bo.qty
+                    and r["price"] == bo.price
+                    and abs(bo.ts_ns - r["created_ns"]) < SENT_MATCH_WINDOW_NS
+                ),
+                None,
+            )
             if match is not None:
                 unanswered.remove(match)
                 coid = match["client_order_id"]
+                if match["status"] == OrderStatus.PENDING.value:
+                    self.journal.mark_sent(coid, now_ns)
                 self.emit(self.journal.record_accepted(coid, bo.order_no, now_ns, Trace()))
                 for ref, f in list(self.inflight.items()):
                     if f.client_order_id == coid:
@@ -246,24 +305,34 @@ class ExecutionEngine:
                 stats["matched"] += 1
             else:
                 self.journal.adopt(bo.order_no, bo.symbol, bo.side, bo.qty, bo.price, now_ns)
-                logger.warning("adopted broker order {} ({} {} {} @ {}) the journal did not "
-                               "know", bo.order_no, bo.side.value, bo.qty, bo.symbol, bo.price)
+                logger.warning(
+                    "adopted broker order {} ({} {} {} @ {}) the journal did not know",
+                    bo.order_no,
+                    bo.side.value,
+                    bo.qty,
+                    bo.symbol,
+                    bo.price,
+                )
                 stats["adopted"] += 1
         for bf in sorted(broker_fills, key=lambda f: (f.ts_ns, f.order_no, f.fill_no)):
             coid = self.journal.coid_for(bf.order_no)
             if coid is None:
                 continue
-            event = self.journal.record_fill(coid, bf.order_no, bf.fill_no, bf.qty, bf.price,
-                                             bf.ts_ns, now_ns, Trace())
+            event = self.journal.record_fill(
+                coid, bf.order_no, bf.fill_no, bf.qty, bf.price, bf.ts_ns, now_ns, Trace()
+            )
             if event is not None:
                 stats["fills"] += 1
                 self.emit(event)
         for row in self.journal.orders(open_only=True, limit=1_000_000):
             done = by_no.get(row["broker_order_no"] or "")
             if done is not None and done.status in ("canceled", "expired", "rejected"):
-                closed = self.journal.record_closed(row["client_order_id"],
-                                                    done.status == "expired",
-                                                    f"{done.status} at the broker", now_ns)
+                closed = self.journal.record_closed(
+                    row["client_order_id"],
+                    done.status == "expired",
+                    f"{done.status} at the broker",
+                    now_ns,
+                )
                 if closed is not None:
                     stats["closed"] += 1
                     self.emit(closed)
@@ -271,9 +340,14 @@ class ExecutionEngine:
         for row in unanswered:
             if row["client_order_id"] in inflight_coids:
                 continue  # just sent, its answer may still be on the way
-            self.emit(self.journal.record_rejected(
-                row["client_order_id"], Reason.BROKER_REJECT,
-                "not found at the broker after an unknown outcome", now_ns))
+            self.emit(
+                self.journal.record_rejected(
+                    row["client_order_id"],
+                    Reason.BROKER_REJECT,
+                    "not found at broker after restart or an unanswered send",
+                    now_ns,
+                )
+            )
             for ref, f in list(self.inflight.items()):
                 if f.client_order_id == row["client_order_id"]:
                     del self.inflight[ref]

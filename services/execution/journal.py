@@ -1,8 +1,8 @@
 """The order journal: SQLite in WAL mode, the source of truth for orders, fills and events.
 
-- An order row is committed before the order is sent (status SENT: "outcome unknown until the
-  broker answers"), so a crash between send and answer leaves a row to reconcile, never a
-  forgotten order.
+- An order row is committed (PENDING) before the order is sent, then marked SENT ("outcome
+  unknown until the broker answers"), so a crash between send and answer leaves a row to
+  reconcile, never a forgotten order.
 - client_order_id is the primary key: a resent intent (same id) can never become a second row.
 - fill_id is the primary key of fills: a replayed fill never counts twice.
 - Every execution event is a row of `events` written in the same transaction as the change it
@@ -51,11 +51,37 @@ CREATE TABLE IF NOT EXISTS fills (
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL);
 """
 
-ORDER_COLUMNS = ("client_order_id", "intent_id", "strategy", "symbol", "side", "qty", "price",
-                 "order_type", "tif", "status", "broker_order_no", "filled_qty",
-                 "filled_notional", "code", "reason", "created_ns", "updated_ns")
-FILL_COLUMNS = ("fill_id", "client_order_id", "broker_order_no", "strategy", "symbol", "side",
-                "qty", "price", "exch_ns", "ts_ns")
+ORDER_COLUMNS = (
+    "client_order_id",
+    "intent_id",
+    "strategy",
+    "symbol",
+    "side",
+    "qty",
+    "price",
+    "order_type",
+    "tif",
+    "status",
+    "broker_order_no",
+    "filled_qty",
+    "filled_notional",
+    "code",
+    "reason",
+    "created_ns",
+    "updated_ns",
+)
+FILL_COLUMNS = (
+    "fill_id",
+    "client_order_id",
+    "broker_order_no",
+    "strategy",
+    "symbol",
+    "side",
+    "qty",
+    "price",
+    "exch_ns",
+    "ts_ns",
+)
 OPEN = tuple(s.value for s in OrderStatus if s.is_open)
 
 
@@ -82,34 +108,68 @@ class Journal:
         return event
 
     def _set_status(self, coid: str, new: OrderStatus, now_ns: int, **extra: Any) -> None:
-        row = self.db.execute("SELECT status FROM orders WHERE client_order_id = ?",
-                              (coid,)).fetchone()
+        row = self.db.execute(
+            "SELECT status FROM orders WHERE client_order_id = ?", (coid,)
+        ).fetchone()
         if row is None:
             raise sm.IllegalTransition(f"unknown order {coid}")
         sm.check(OrderStatus(row[0]), new)
         sets = ", ".join(f"{k} = ?" for k in extra)
         self.db.execute(
             f"UPDATE orders SET status = ?, updated_ns = ?{', ' + sets if sets else ''} "
-            "WHERE client_order_id = ?", (new.value, now_ns, *extra.values(), coid))
+            "WHERE client_order_id = ?",
+            (new.value, now_ns, *extra.values(), coid),
+        )
 
     # ------------------------------------------------------------------ writes
     def has_order(self, coid: str) -> bool:
-        return self.db.execute("SELECT 1 FROM orders WHERE client_order_id = ?",
-                               (coid,)).fetchone() is not None
+        return (
+            self.db.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (coid,)).fetchone()
+            is not None
+        )
 
-    def record_sent(self, o: SubmitOrder, now_ns: int) -> OrderSubmitted:
+    def record_pending(self, o: SubmitOrder, now_ns: int) -> OrderSubmitted:
+        """The order row (PENDING) and its OrderSubmitted, committed before the send."""
         with self._tx():
             self.db.execute(
                 "INSERT INTO orders (client_order_id, intent_id, strategy, symbol, side, qty, "
                 "price, order_type, tif, status, created_ns, updated_ns) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (o.client_order_id, o.intent_id, o.strategy, o.symbol, o.side.value, o.qty,
-                 o.price, o.order_type.value, o.tif.value, OrderStatus.SENT.value, now_ns,
-                 now_ns))
-            return self._append(OrderSubmitted(
-                seq=0, client_order_id=o.client_order_id, intent_id=o.intent_id,
-                strategy=o.strategy, symbol=o.symbol, side=o.side, qty=o.qty, price=o.price,
-                order_type=o.order_type, ts_ns=now_ns, trace=o.trace))
+                (
+                    o.client_order_id,
+                    o.intent_id,
+                    o.strategy,
+                    o.symbol,
+                    o.side.value,
+                    o.qty,
+                    o.price,
+                    o.order_type.value,
+                    o.tif.value,
+                    OrderStatus.PENDING.value,
+                    now_ns,
+                    now_ns,
+                ),
+            )
+            return self._append(
+                OrderSubmitted(
+                    seq=0,
+                    client_order_id=o.client_order_id,
+                    intent_id=o.intent_id,
+                    strategy=o.strategy,
+                    symbol=o.symbol,
+                    side=o.side,
+                    qty=o.qty,
+                    price=o.price,
+                    order_type=o.order_type,
+                    ts_ns=now_ns,
+                    trace=o.trace,
+                )
+            )
+
+    def mark_sent(self, coid: str, now_ns: int) -> None:
+        """Handed to the broker: from now on the outcome is unknown until it answers."""
+        with self._tx():
+            self._set_status(coid, OrderStatus.SENT, now_ns)
 
     def record_denied(self, d: IntentDenied, now_ns: int) -> IntentDenied | None:
         """Journal a refusal; None if this intent already has a row (never overwrite one)."""
@@ -119,76 +179,158 @@ class Journal:
                 "INSERT OR IGNORE INTO orders (client_order_id, intent_id, strategy, symbol, "
                 "side, qty, price, order_type, tif, status, code, reason, created_ns, "
                 "updated_ns) VALUES (?,?,?,?,?,?,?,'LIMIT','DAY',?,?,?,?,?)",
-                (coid, d.intent_id, d.strategy, d.symbol, d.side.value, d.qty, d.price,
-                 OrderStatus.DENIED.value, d.code, d.reason, now_ns, now_ns))
+                (
+                    coid,
+                    d.intent_id,
+                    d.strategy,
+                    d.symbol,
+                    d.side.value,
+                    d.qty,
+                    d.price,
+                    OrderStatus.DENIED.value,
+                    d.code,
+                    d.reason,
+                    now_ns,
+                    now_ns,
+                ),
+            )
             if cur.rowcount == 0:
                 return None
             return self._append(d)
 
-    def record_accepted(self, coid: str, order_no: str, now_ns: int,
-                        trace: Trace) -> OrderAccepted:
+    def record_accepted(self, coid: str, order_no: str, now_ns: int, trace: Trace) -> OrderAccepted:
         row = self.order(coid)
         with self._tx():
             self._set_status(coid, OrderStatus.ACCEPTED, now_ns, broker_order_no=order_no)
-            return self._append(OrderAccepted(
-                seq=0, client_order_id=coid, broker_order_no=order_no, strategy=row["strategy"],
-                symbol=row["symbol"], side=Side(row["side"]), qty=row["qty"],
-                price=row["price"], ts_ns=now_ns, trace=trace))
+            return self._append(
+                OrderAccepted(
+                    seq=0,
+                    client_order_id=coid,
+                    broker_order_no=order_no,
+                    strategy=row["strategy"],
+                    symbol=row["symbol"],
+                    side=Side(row["side"]),
+                    qty=row["qty"],
+                    price=row["price"],
+                    ts_ns=now_ns,
+                    trace=trace,
+                )
+            )
 
     def record_rejected(self, coid: str, code: str, reason: str, now_ns: int) -> OrderRejected:
         row = self.order(coid)
         with self._tx():
             self._set_status(coid, OrderStatus.REJECTED, now_ns, code=code, reason=reason)
-            return self._append(OrderRejected(
-                seq=0, client_order_id=coid, strategy=row["strategy"], symbol=row["symbol"],
-                side=Side(row["side"]), qty=row["qty"], price=row["price"], code=code,
-                reason=reason, ts_ns=now_ns))
+            return self._append(
+                OrderRejected(
+                    seq=0,
+                    client_order_id=coid,
+                    strategy=row["strategy"],
+                    symbol=row["symbol"],
+                    side=Side(row["side"]),
+                    qty=row["qty"],
+                    price=row["price"],
+                    code=code,
+                    reason=reason,
+                    ts_ns=now_ns,
+                )
+            )
 
-    def record_fill(self, coid: str, order_no: str, fill_no: int, qty: int, price: int,
-                    exch_ns: int, now_ns: int, trace: Trace) -> OrderFilled | None:
+    def record_fill(
+        self,
+        coid: str,
+        order_no: str,
+        fill_no: int,
+        qty: int,
+        price: int,
+        exch_ns: int,
+        now_ns: int,
+        trace: Trace,
+    ) -> OrderFilled | None:
         """Book a fill once (None if this fill id is already booked)."""
         row = self.order(coid)
         fid = ids.fill_id(order_no, fill_no)
         with self._tx():
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (fid, coid, order_no, row["strategy"], row["symbol"], row["side"], qty, price,
-                 exch_ns, now_ns))
+                (
+                    fid,
+                    coid,
+                    order_no,
+                    row["strategy"],
+                    row["symbol"],
+                    row["side"],
+                    qty,
+                    price,
+                    exch_ns,
+                    now_ns,
+                ),
+            )
             if cur.rowcount == 0:
                 return None
             filled = row["filled_qty"] + qty
             leaves = max(row["qty"] - filled, 0)
             status = OrderStatus(row["status"])
             if status.is_open:
-                self._set_status(coid, sm.after_fill(leaves), now_ns, filled_qty=filled,
-                                 filled_notional=row["filled_notional"] + qty * price,
-                                 broker_order_no=order_no)
+                self._set_status(
+                    coid,
+                    sm.after_fill(leaves),
+                    now_ns,
+                    filled_qty=filled,
+                    filled_notional=row["filled_notional"] + qty * price,
+                    broker_order_no=order_no,
+                )
             else:  # a fill after the order closed: money moved, so book it; status stays
-                self.db.execute("UPDATE orders SET filled_qty = ?, filled_notional = ? "
-                                "WHERE client_order_id = ?",
-                                (filled, row["filled_notional"] + qty * price, coid))
-            return self._append(OrderFilled(
-                seq=0, fill_id=fid, client_order_id=coid, broker_order_no=order_no,
-                strategy=row["strategy"], symbol=row["symbol"], side=Side(row["side"]),
-                qty=qty, price=price, leaves_qty=leaves, exch_ns=exch_ns, ts_ns=now_ns,
-                trace=trace))
+                self.db.execute(
+                    "UPDATE orders SET filled_qty = ?, filled_notional = ? "
+                    "WHERE client_order_id = ?",
+                    (filled, row["filled_notional"] + qty * price, coid),
+                )
+            return self._append(
+                OrderFilled(
+                    seq=0,
+                    fill_id=fid,
+                    client_order_id=coid,
+                    broker_order_no=order_no,
+                    strategy=row["strategy"],
+                    symbol=row["symbol"],
+                    side=Side(row["side"]),
+                    qty=qty,
+                    price=price,
+                    leaves_qty=leaves,
+                    exch_ns=exch_ns,
+                    ts_ns=now_ns,
+                    trace=trace,
+                )
+            )
 
-    def record_closed(self, coid: str, expired: bool, reason: str,
-                      now_ns: int) -> OrderCanceled | None:
+    def record_closed(
+        self, coid: str, expired: bool, reason: str, now_ns: int
+    ) -> OrderCanceled | None:
         row = self.order(coid)
         if not OrderStatus(row["status"]).is_open:
             return None
         with self._tx():
             new = OrderStatus.EXPIRED if expired else OrderStatus.CANCELED
             self._set_status(coid, new, now_ns, reason=reason)
-            return self._append(OrderCanceled(
-                seq=0, client_order_id=coid, broker_order_no=row["broker_order_no"] or "",
-                strategy=row["strategy"], symbol=row["symbol"], side=Side(row["side"]),
-                canceled_qty=row["qty"] - row["filled_qty"], reason=reason, ts_ns=now_ns,
-                expired=expired))
+            return self._append(
+                OrderCanceled(
+                    seq=0,
+                    client_order_id=coid,
+                    broker_order_no=row["broker_order_no"] or "",
+                    strategy=row["strategy"],
+                    symbol=row["symbol"],
+                    side=Side(row["side"]),
+                    canceled_qty=row["qty"] - row["filled_qty"],
+                    reason=reason,
+                    ts_ns=now_ns,
+                    expired=expired,
+                )
+            )
 
-    def adopt(self, order_no: str, symbol: str, side: Side, qty: int, price: int,
-              now_ns: int) -> str:
+    def adopt(
+        self, order_no: str, symbol: str, side: Side, qty: int, price: int, now_ns: int
+    ) -> str:
         """A broker order the journal never knew (placed by hand, or lost before journaling)."""
         coid = f"ADOPT-{order_no}"
         with self._tx():
@@ -196,29 +338,45 @@ class Journal:
                 "INSERT OR IGNORE INTO orders (client_order_id, intent_id, strategy, symbol, "
                 "side, qty, price, order_type, tif, status, broker_order_no, reason, created_ns, "
                 "updated_ns) VALUES (?,?,?,?,?,?,?,'LIMIT','DAY',?,?,?,?,?)",
-                (coid, coid, "unknown", symbol, side.value, qty, price,
-                 OrderStatus.ACCEPTED.value, order_no, "adopted from the broker at reconcile",
-                 now_ns, now_ns))
+                (
+                    coid,
+                    coid,
+                    "unknown",
+                    symbol,
+                    side.value,
+                    qty,
+                    price,
+                    OrderStatus.ACCEPTED.value,
+                    order_no,
+                    "adopted from the broker at reconcile",
+                    now_ns,
+                    now_ns,
+                ),
+            )
         return coid
 
     # ------------------------------------------------------------------ reads
     def order(self, coid: str) -> dict[str, Any]:
-        row = self.db.execute(f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders "
-                              "WHERE client_order_id = ?", (coid,)).fetchone()
+        row = self.db.execute(
+            f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders WHERE client_order_id = ?", (coid,)
+        ).fetchone()
         if row is None:
             raise KeyError(coid)
         return dict(zip(ORDER_COLUMNS, row, strict=True))
 
     def coid_for(self, order_no: str) -> str | None:
-        row = self.db.execute("SELECT client_order_id FROM orders WHERE broker_order_no = ?",
-                              (order_no,)).fetchone()
+        row = self.db.execute(
+            "SELECT client_order_id FROM orders WHERE broker_order_no = ?", (order_no,)
+        ).fetchone()
         return row[0] if row else None
 
     def orders(self, open_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
         where = f"WHERE status IN ({', '.join('?' * len(OPEN))})" if open_only else ""
         rows = self.db.execute(
             f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders {where} "
-            "ORDER BY created_ns DESC LIMIT ?", (*(OPEN if open_only else ()), limit))
+            "ORDER BY created_ns DESC LIMIT ?",
+            (*(OPEN if open_only else ()), limit),
+        )
         return [dict(zip(ORDER_COLUMNS, r, strict=True)) for r in rows]
 
     def fills(self) -> list[dict[str, Any]]:
@@ -226,8 +384,9 @@ class Journal:
         return [dict(zip(FILL_COLUMNS, r, strict=True)) for r in rows]
 
     def events_since(self, seq: int, limit: int) -> list[ExecEvent]:
-        rows = self.db.execute("SELECT payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                               (seq, limit))
+        rows = self.db.execute(
+            "SELECT payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
         return [self._decode(r[0]) for r in rows]
 
     def last_seq(self) -> int:

@@ -10,8 +10,9 @@ from protocol.enums import OrderStatus as S
 TRANSITIONS: Final[dict[S, frozenset[S]]] = {
     S.PENDING: frozenset({S.SENT, S.DENIED, S.REJECTED}),
     # SENT means "handed to the broker, outcome unknown until it answers"
-    S.SENT: frozenset({S.ACCEPTED, S.REJECTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED,
-                       S.EXPIRED}),
+    S.SENT: frozenset(
+        {S.ACCEPTED, S.REJECTED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}
+    ),
     S.ACCEPTED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
     S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED}),
     S.FILLED: frozenset(),

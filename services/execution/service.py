@@ -14,8 +14,8 @@ import zmq
 from protocol import codec
 from protocol.enums import TradingState
 from protocol.messages import ExecEvent, TradingStateUpdate
-from services.execution.adapters import make_adapter
-from services.execution.adapters.base import BrokerUnavailable
+from services.execution.adapters import BrokerNotAvailable, make_adapter
+from services.execution.adapters.base import BrokerAdapter, BrokerUnavailable
 from services.execution.engine import ExecutionEngine
 from services.execution.journal import Journal
 from services.execution.orders import IllegalTransition
@@ -31,9 +31,17 @@ class ExecutionService(Service):
     name = "execution"
 
     def setup(self) -> None:
-        self.adapter = make_adapter(self.settings)
-        self.journal = Journal(self.settings.runtime.state_dir / "journal.db",
-                               self.settings.execution.journal_synchronous)
+        try:
+            self.adapter: BrokerAdapter = make_adapter(self.settings)
+        except BrokerNotAvailable as exc:
+            # a configuration error, not a crash: exit 2 so supervisord does not loop on it
+            logger.critical("{}", exc)
+            self.stop(str(exc), code=2)
+            return
+        self.journal = Journal(
+            self.settings.runtime.state_dir / "journal.db",
+            self.settings.execution.journal_synchronous,
+        )
         self.pub = self.bind(zmq.PUB, "exec")
         self.engine = ExecutionEngine(self.settings, self.journal, self.adapter, self.publish)
         self.adapter.start(self.ctx)
@@ -52,8 +60,11 @@ class ExecutionService(Service):
     # the adapter reads its own sockets (it may need multipart, or several frames at once)
     def _drain(self, sock: zmq.Socket[Any], handler: Any) -> None:
         if sock in self.adapter.poll_sockets():
-            self.guard(lambda: self.engine.on_adapter(self.adapter.handle(sock), time.time_ns(),
-                                                      time.monotonic_ns()))
+            self.guard(
+                lambda: self.engine.on_adapter(
+                    self.adapter.handle(sock), time.time_ns(), time.monotonic_ns()
+                )
+            )
             return
         super()._drain(sock, handler)
 
@@ -76,8 +87,11 @@ class ExecutionService(Service):
         self.pub.send(codec.encode(event))
 
     def on_order(self, msg: Any) -> None:
-        self.guard(lambda: self.engine.on_order(msg, self.trading_state, self.control_fresh(),
-                                                time.time_ns(), time.monotonic_ns()))
+        self.guard(
+            lambda: self.engine.on_order(
+                msg, self.trading_state, self.control_fresh(), time.time_ns(), time.monotonic_ns()
+            )
+        )
 
     def on_state_change(self, previous: TradingState, msg: TradingStateUpdate) -> None:
         if msg.state is TradingState.HALTED:
@@ -98,7 +112,8 @@ class ExecutionService(Service):
         except BrokerUnavailable as exc:
             self.detail = f"reconcile failed, retrying: {exc}"
             self.next_reconcile = time.monotonic() + (
-                self.settings.execution.reconcile_retry_ms / 1000.0)
+                self.settings.execution.reconcile_retry_ms / 1000.0
+            )
             logger.warning("{}", self.detail)
             return
         except IllegalTransition as exc:
@@ -116,16 +131,22 @@ class ExecutionService(Service):
         return self.counters
 
     def cmd_orders(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"orders": self.journal.orders(bool(args.get("open_only")),
-                                              int(args.get("limit", 200)))}
+        return {
+            "orders": self.journal.orders(bool(args.get("open_only")), int(args.get("limit", 200)))
+        }
 
     def cmd_events_since(self, args: dict[str, Any]) -> dict[str, Any]:
         import msgspec
 
-        events = self.journal.events_since(int(args.get("seq", 0)),
-                                           min(int(args.get("limit", 5000)), 20_000))
-        return {"events": [msgspec.to_builtins(e) for e in events],
-                "last_seq": self.journal.last_seq()}
+        events = self.journal.events_since(
+            int(args.get("seq", 0)), min(int(args.get("limit", 5000)), 20_000)
+        )
+        return {
+            "events": [msgspec.to_builtins(e) for e in events],
+            "last_seq": self.journal.last_seq(),
+        }
 
     def teardown(self) -> None:
-        self.adapter.close()
+        adapter = getattr(self, "adapter", None)  # absent when setup refused the broker type
+        if adapter is not None:
+            adapter.close()

@@ -18,7 +18,7 @@ class SymbolStats:
     events: int = 0
     last_price: int = 0
     last_mono: float = 0.0
-    last_trade_key: tuple[int, int, int] | None = None
+    last_trade_key: tuple[int, int, int, int] | None = None
 
 
 class ObserverEngine:
@@ -33,8 +33,10 @@ class ObserverEngine:
         """The event as published, or None if it is a duplicate to drop."""
         if isinstance(event, Trade):
             stats = self.symbols.setdefault(event.symbol, SymbolStats())
-            key = (event.exch_ns, event.price, event.qty)
-            if key == stats.last_trade_key and event.cum_volume in (0, stats.events):
+            # a source that resends a trade repeats every field; cum_volume keeps two genuine
+            # same-nanosecond, same-price, same-size trades apart
+            key = (event.exch_ns, event.price, event.qty, event.cum_volume)
+            if key == stats.last_trade_key:
                 self.duplicates += 1
                 return None
             stats.last_trade_key = key
@@ -66,8 +68,11 @@ class ObserverEngine:
             "stream": self.stream,
             "seq": self.seq,
             "per_symbol": {
-                sym: {"events": s.events, "last_price": s.last_price,
-                      "age_ms": round((now_mono - s.last_mono) * 1000, 1) if s.last_mono else None}
+                sym: {
+                    "events": s.events,
+                    "last_price": s.last_price,
+                    "age_ms": round((now_mono - s.last_mono) * 1000, 1) if s.last_mono else None,
+                }
                 for sym, s in sorted(self.symbols.items())
             },
         }

@@ -33,8 +33,9 @@ def write_recording(path: Path, events: Iterable[Any]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     with gzip.open(path, "wb") as fh:
-        header = msgspec.msgpack.encode({"format": FORMAT, "version": VERSION,
-                                         "created_ns": time.time_ns()})
+        header = msgspec.msgpack.encode(
+            {"format": FORMAT, "version": VERSION, "created_ns": time.time_ns()}
+        )
         fh.write(_LEN.pack(len(header)) + header)
         for event in events:
             frame = codec.encode(event)

@@ -31,10 +31,13 @@ class ObserverService(Service):
         cfg = self.settings.observer
         endpoint = cfg.endpoint
         if cfg.source == "synthetic" and endpoint not in ("stub", "synthetic", ""):
-            raise SystemExit(
-                f"observer.endpoint {endpoint!r}: external Observer sources (unix://, ipc://) "
-                "are not built yet; use 'stub' or 'replay:<file>'"
+            # exit 2 (configuration error): supervisord must not crash-loop a source we lack
+            logger.critical(
+                "observer.endpoint {!r}: external Observer sources (unix://, ipc://) are not "
+                "built yet; use 'stub' or 'replay:<file>'",
+                endpoint,
             )
+            raise SystemExit(2)
         self.engine = ObserverEngine(stream=time.time_ns())
         self.pub = self.bind(zmq.PUB, "md")
         self.instruments: list[Instrument] = []
@@ -44,8 +47,10 @@ class ObserverService(Service):
             self.instruments = source.instruments()
             self.events: Iterator[Any] = source.events()
             self.rate = cfg.rate_hz
+        elif cfg.replay_path is None:
+            logger.critical("observer.source is 'replay' but observer.replay_path is not set")
+            raise SystemExit(2)
         else:
-            assert cfg.replay_path is not None
             self.events = read_recording(cfg.replay_path)
             self.rate = cfg.rate_hz
             self.replay_speed = cfg.replay_speed
@@ -54,6 +59,8 @@ class ObserverService(Service):
         self.started = 0.0
         self.published_due = 0
         self.first_exch_ns = 0
+        self.replay_started = 0.0
+        self.pending: Any | None = None
         self.command("stats", self.cmd_stats)
         self.every(cfg.instrument_every_s, self.publish_instruments)
         self.every(TICK_S, self.pump)
@@ -72,42 +79,59 @@ class ObserverService(Service):
         now = time.monotonic()
         if not self.started:
             self.started = now
-        due = self.due(now)
-        for _ in range(min(due, MAX_BATCH)):
+        for _ in range(min(self.due(now), MAX_BATCH)):
             if self.max_events and self.engine.events >= self.max_events:
                 self.finish(f"source exhausted after {self.engine.events} events")
                 return
-            try:
-                event = next(self.events)
-            except StopIteration:
-                self.finish(f"replay finished after {self.engine.events} events")
+            event = self.pending if self.pending is not None else self.next_event()
+            self.pending = None
+            if event is None:
                 return
-            except ReplayError as exc:
-                self.count("replay_errors")
-                logger.error("{}", exc)
-                self.finish(f"replay ended by an error after {self.engine.events} events: {exc}")
+            if not self.replay_due(event, now):
+                self.pending = event  # held until its exchange-time gap has passed
                 return
             if isinstance(event, Instrument):
                 self.instruments = [i for i in self.instruments if i.symbol != event.symbol]
                 self.instruments.append(event)
+            self.published_due += 1
             if isinstance(event, EndOfStream):
                 continue  # a recording's own end marker; we send ours
             stamped = self.engine.stamp(event, time.monotonic_ns())
             if stamped is not None:
                 self.publish(stamped)
-            self.published_due += 1
+
+    def next_event(self) -> Any | None:
+        """The source's next event, or None once it is finished (and the stream ended)."""
+        try:
+            return next(self.events)
+        except StopIteration:
+            self.finish(f"source exhausted after {self.engine.events} events")
+        except ReplayError as exc:
+            # a damaged file replays what decodes and then ends; restarting would not help
+            self.count("replay_errors")
+            logger.error("{}", exc)
+            self.finish(f"source exhausted after {self.engine.events} events ({exc})")
+        return None
+
+    def replay_due(self, event: Any, now: float) -> bool:
+        """At replay_speed N > 0 an event is due once its exchange-time distance from the
+        first event, divided by N, has elapsed."""
+        if self.settings.observer.source != "replay" or self.replay_speed == 0.0:
+            return True
+        exch_ns = getattr(event, "exch_ns", 0)
+        if not exch_ns:
+            return True
+        if not self.first_exch_ns:
+            self.first_exch_ns, self.replay_started = exch_ns, now
+        return (exch_ns - self.first_exch_ns) / 1e9 / self.replay_speed <= now - self.replay_started
 
     def due(self, now: float) -> int:
-        """How many events came due since the last tick. A replay at speed 0 runs as fast as
-        the loop allows; otherwise events are paced at rate_hz (x replay_speed for a replay).
-        Pacing a replay by its own exchange timestamps is issue 7's work."""
+        """How many events came due since the last tick (a token bucket at rate_hz). A replay
+        is paced by its own exchange timestamps (replay_due) or, at speed 0, as fast as the
+        loop allows, a bounded batch per tick so ctl and control are still served."""
         if self.settings.observer.source == "replay":
-            if self.replay_speed == 0.0:
-                return MAX_BATCH
-            rate = self.rate * self.replay_speed
-        else:
-            rate = self.rate
-        return int((now - self.started) * rate) - self.published_due
+            return MAX_BATCH
+        return int((now - self.started) * self.rate) - self.published_due
 
     def finish(self, detail: str) -> None:
         self.done = True
@@ -117,6 +141,7 @@ class ObserverService(Service):
 
     def cmd_stats(self, args: dict[str, Any]) -> dict[str, Any]:
         out = self.engine.stats(time.monotonic_ns() / 1e9)
-        out.update({"rate_hz": self.rate, "done": self.done, "source":
-                    self.settings.observer.source})
+        out.update(
+            {"rate_hz": self.rate, "done": self.done, "source": self.settings.observer.source}
+        )
         return out

@@ -2,8 +2,8 @@
 
 Every symbol keeps a best bid; the best ask is one tick above. A buy-aggressor trade prints at
 the ask, a sell at the bid, and the bid walks one tick up or down now and then. A 10-level book
-snapshot follows every `book_every` trades of a symbol and every move of its price. Events carry
-stream=0/seq=0: the engine stamps them.
+snapshot follows every `book_every` trades of a symbol and precedes every move of its price.
+Events carry stream=0/seq=0: the engine stamps them.
 """
 
 from __future__ import annotations
@@ -37,8 +37,13 @@ class _SymbolState:
 
 
 class SyntheticSource:
-    def __init__(self, symbols: list[SymbolSpec], seed: int, book_every: int,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        symbols: list[SymbolSpec],
+        seed: int,
+        book_every: int,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         if not symbols:
             raise ValueError("observer.symbols is empty: the synthetic source needs symbols")
         self.rng = random.Random(seed)
@@ -48,9 +53,17 @@ class SyntheticSource:
 
     def instruments(self) -> list[Instrument]:
         return [
-            Instrument(stream=0, seq=0, symbol=st.spec.symbol, market=Market(st.spec.market),
-                       kind=st.kind, base_price=st.spec.base_price, upper_limit=st.upper,
-                       lower_limit=st.lower, name=st.spec.name)
+            Instrument(
+                stream=0,
+                seq=0,
+                symbol=st.spec.symbol,
+                market=Market(st.spec.market),
+                kind=st.kind,
+                base_price=st.spec.base_price,
+                upper_limit=st.upper,
+                lower_limit=st.lower,
+                name=st.spec.name,
+            )
             for st in self.states
         ]
 
@@ -85,12 +98,24 @@ class SyntheticSource:
                 new_bid = krx.ticks_away(st.bid, step, st.kind)
                 if st.lower <= new_bid and krx.ticks_away(new_bid, 1, st.kind) <= st.upper:
                     st.bid, moved = new_bid, True
+            if moved:
+                # the quote moves before anyone trades at it: receivers (the paper venue) see
+                # the new book first, so every trade prints at the best price last published
+                yield self.book(st, now)
             side = Side.BUY if rng.random() < 0.5 else Side.SELL
             price = st.ask if side is Side.BUY else st.bid
             qty = rng.choice((1, 1, 2, 3, 5, 10, 10, 20, 50, 100, 150, 300))
             st.cum_volume += qty
             st.trades += 1
-            yield Trade(stream=0, seq=0, symbol=st.spec.symbol, exch_ns=now, price=price,
-                        qty=qty, aggressor=side, cum_volume=st.cum_volume)
-            if moved or st.trades % self.book_every == 0:
+            yield Trade(
+                stream=0,
+                seq=0,
+                symbol=st.spec.symbol,
+                exch_ns=now,
+                price=price,
+                qty=qty,
+                aggressor=side,
+                cum_volume=st.cum_volume,
+            )
+            if not moved and st.trades % self.book_every == 0:
                 yield self.book(st, now)

@@ -47,8 +47,9 @@ class HeartbeatTable:
 
     def alive(self, name: str, now: float) -> bool:
         view = self.services.get(name)
-        return bool(view and view.last and not view.refused
-                    and now - view.received <= self.timeout_s)
+        return bool(
+            view and view.last and not view.refused and now - view.received <= self.timeout_s
+        )
 
     def epoch_ack(self, name: str) -> int:
         view = self.services.get(name)
@@ -59,10 +60,15 @@ class HeartbeatTable:
         return dict(view.last.counters) if view and view.last else {}
 
     def update_pending(self, change: PendingChange, now: float) -> bool:
-        """Record new acknowledgements; True once everyone in waiting_for has acknowledged."""
+        """Record new acknowledgements; True once every acknowledger that is alive has
+        acknowledged (a down service cannot: waiting for it would only delay the answer)."""
         for name in change.waiting_for:
             if name not in change.acked_at and self.epoch_ack(name) >= change.epoch:
                 change.acked_at[name] = now
+        return all(n in change.acked_at or not self.alive(n, now) for n in change.waiting_for)
+
+    @staticmethod
+    def all_acked(change: PendingChange) -> bool:
         return len(change.acked_at) == len(change.waiting_for)
 
     def ack_report(self, change: PendingChange, now: float) -> dict[str, Any]:
@@ -70,7 +76,8 @@ class HeartbeatTable:
             name: {
                 "acked": name in change.acked_at,
                 "ms": round((change.acked_at[name] - change.started) * 1000, 3)
-                if name in change.acked_at else None,
+                if name in change.acked_at
+                else None,
                 "alive": self.alive(name, now),
             }
             for name in change.waiting_for

@@ -32,14 +32,20 @@ class SupervisorService(Service):
 
     def setup(self) -> None:
         cfg = self.settings.supervisor
-        self.store = StateStore(self.settings.runtime.state_dir / "trading_state.json",
-                                TradingState(cfg.initial_state))
+        self.store = StateStore(
+            self.settings.runtime.state_dir / "trading_state.json", TradingState(cfg.initial_state)
+        )
         self.current, error = self.store.load()
         if error:
             logger.critical("trading state file unreadable ({}); starting HALTED", error)
             self.store.save(self.current)
-        logger.info("trading state {} (epoch {}, by {}: {})", self.current.state.value,
-                    self.current.epoch, self.current.by, self.current.reason)
+        logger.info(
+            "trading state {} (epoch {}, by {}: {})",
+            self.current.state.value,
+            self.current.epoch,
+            self.current.by,
+            self.current.reason,
+        )
         self.table = HeartbeatTable(cfg.acknowledgers, cfg.heartbeat_timeout_ms / 1000.0)
         self.pending: list[PendingChange] = []
         self.pub = self.bind(zmq.PUB, "control")
@@ -57,8 +63,14 @@ class SupervisorService(Service):
     # ------------------------------------------------------------------------------ control
     def broadcast(self) -> None:
         s = self.current
-        msg = TradingStateUpdate(state=s.state, epoch=s.epoch, reason=s.reason, by=s.by,
-                                 changed_ns=s.changed_ns, ts_ns=time.time_ns())
+        msg = TradingStateUpdate(
+            state=s.state,
+            epoch=s.epoch,
+            reason=s.reason,
+            by=s.by,
+            changed_ns=s.changed_ns,
+            ts_ns=time.time_ns(),
+        )
         self.pub.send(codec.encode(msg))
 
     def on_heartbeat(self, hb: Heartbeat) -> None:
@@ -81,8 +93,12 @@ class SupervisorService(Service):
         self.change(state, reason or trigger, by)
         now = time.monotonic()
         wait = self.settings.supervisor.halt_ack_timeout_ms / 1000.0
-        change = PendingChange(epoch=self.current.epoch, started=now, deadline=now + wait,
-                               waiting_for=tuple(self.table.acknowledgers))
+        change = PendingChange(
+            epoch=self.current.epoch,
+            started=now,
+            deadline=now + wait,
+            waiting_for=tuple(self.table.acknowledgers),
+        )
         change.reply_to.append((args["_identity"], args["_request_id"]))
         self.pending.append(change)
         self.check_pending()
@@ -90,13 +106,20 @@ class SupervisorService(Service):
 
     def change(self, state: TradingState, reason: str, by: str) -> None:
         previous = self.current
-        self.current = PersistedState(state=state, epoch=previous.epoch + 1, reason=reason,
-                                      by=by, changed_ns=time.time_ns())
+        self.current = PersistedState(
+            state=state, epoch=previous.epoch + 1, reason=reason, by=by, changed_ns=time.time_ns()
+        )
         self.store.save(self.current)  # persisted before anyone is told
         self.trading_state, self.epoch = state, self.current.epoch
         self.broadcast()
-        logger.warning("trading state {} -> {} (epoch {}) by {}: {}", previous.state.value,
-                       state.value, self.current.epoch, by, reason)
+        logger.warning(
+            "trading state {} -> {} (epoch {}) by {}: {}",
+            previous.state.value,
+            state.value,
+            self.current.epoch,
+            by,
+            reason,
+        )
 
     def check_pending(self) -> None:
         if not self.pending:
@@ -106,30 +129,39 @@ class SupervisorService(Service):
         for change in self.pending:
             done = self.table.update_pending(change, now)
             if done or now >= change.deadline:
-                self.answer(change, now, done)
+                self.answer(change, now)
             else:
                 still.append(change)
         self.pending = still
 
-    def answer(self, change: PendingChange, now: float, done: bool) -> None:
+    def answer(self, change: PendingChange, now: float) -> None:
         acks = self.table.ack_report(change, now)
         counters = self.table.counters("execution")
         data = {
             "state": self.current.state.value,
             "epoch": change.epoch,
             "acks": acks,
-            "execution": {k: counters.get(k, 0) for k in
-                          ("halt_cancels_sent", "halt_cancels_confirmed", "open_orders")},
+            "execution": {
+                k: counters.get(k, 0)
+                for k in ("halt_cancels_sent", "halt_cancels_confirmed", "open_orders")
+            },
         }
         missing = [n for n, a in acks.items() if not a["acked"]]
+        done = not missing  # a down acknowledger counts as not acknowledged
         for identity, request_id in change.reply_to:
             if done:
                 rep = CtlReply(request_id=request_id, ok=True, code=CtlCode.OK, data=data)
             else:
-                rep = CtlReply(request_id=request_id, ok=False, code=CtlCode.NOT_ACKNOWLEDGED,
-                               reason="not acknowledged in time by " + ", ".join(
-                                   f"{n} ({'alive' if acks[n]['alive'] else 'down'})"
-                                   for n in missing), data=data)
+                rep = CtlReply(
+                    request_id=request_id,
+                    ok=False,
+                    code=CtlCode.NOT_ACKNOWLEDGED,
+                    reason="not acknowledged by "
+                    + ", ".join(
+                        f"{n} ({'alive' if acks[n]['alive'] else 'down'})" for n in missing
+                    ),
+                    data=data,
+                )
             self.reply(identity, rep)
         if not done:
             logger.error("epoch {} not acknowledged by {}", change.epoch, ", ".join(missing))
@@ -137,8 +169,21 @@ class SupervisorService(Service):
     def cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
         s = self.current
         services = self.table.status(time.monotonic(), time.time_ns())
-        services["supervisor"] = {"alive": True, "status": "ready", "detail": "",
-                                  "pid": os.getpid(), "age_ms": 0.0, "epoch_ack": s.epoch,
-                                  "started_ns": self.started_ns, "counters": dict(self.counters)}
-        return {"state": s.state.value, "epoch": s.epoch, "reason": s.reason, "by": s.by,
-                "changed_ns": s.changed_ns, "services": services}
+        services["supervisor"] = {
+            "alive": True,
+            "status": "ready",
+            "detail": "",
+            "pid": os.getpid(),
+            "age_ms": 0.0,
+            "epoch_ack": s.epoch,
+            "started_ns": self.started_ns,
+            "counters": dict(self.counters),
+        }
+        return {
+            "state": s.state.value,
+            "epoch": s.epoch,
+            "reason": s.reason,
+            "by": s.by,
+            "changed_ns": s.changed_ns,
+            "services": services,
+        }

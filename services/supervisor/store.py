@@ -46,8 +46,13 @@ class StateStore:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return PersistedState(state=self.initial, epoch=1, reason="first start",
-                                  by="supervisor", changed_ns=time.time_ns()), None
+            return PersistedState(
+                state=self.initial,
+                epoch=1,
+                reason="first start",
+                by="supervisor",
+                changed_ns=time.time_ns(),
+            ), None
         except OSError as exc:
             return self._fail_safe(f"state file unreadable: {exc}"), str(exc)
         try:
@@ -58,8 +63,13 @@ class StateStore:
     def _fail_safe(self, reason: str) -> PersistedState:
         # refuse to guess: a corrupt file might have said HALTED; epoch from the clock so it
         # is newer than anything a service has seen
-        return PersistedState(state=TradingState.HALTED, epoch=time.time_ns() // 1_000_000,
-                              reason=reason, by="supervisor", changed_ns=time.time_ns())
+        return PersistedState(
+            state=TradingState.HALTED,
+            epoch=time.time_ns() // 1_000_000,
+            reason=reason,
+            by="supervisor",
+            changed_ns=time.time_ns(),
+        )
 
     def save(self, state: PersistedState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

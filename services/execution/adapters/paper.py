@@ -73,13 +73,17 @@ class PaperAdapter(BrokerAdapter):
         out: list[AdapterEvent] = []
         for _ in range(256):
             try:
-                frame = (sock.recv_multipart(zmq.NOBLOCK)[-1] if sock is self.dealer
-                         else sock.recv(zmq.NOBLOCK))
+                frame = (
+                    sock.recv_multipart(zmq.NOBLOCK)[-1]
+                    if sock is self.dealer
+                    else sock.recv(zmq.NOBLOCK)
+                )
             except zmq.Again:
                 break
             try:
-                msg = (self.reply_decoder if sock is self.dealer
-                       else self.notice_decoder).decode(frame)
+                msg = (self.reply_decoder if sock is self.dealer else self.notice_decoder).decode(
+                    frame
+                )
             except codec.DecodeError:
                 self.bad_frames += 1
                 continue
@@ -90,33 +94,42 @@ class PaperAdapter(BrokerAdapter):
         if isinstance(msg, VenueAck):
             if msg.req_id in self.pending_cancels:
                 order_no = self.pending_cancels.pop(msg.req_id)
-                return [] if msg.ok else [CancelRejected(msg.req_id, order_no, msg.code,
-                                                         msg.message)]
+                return (
+                    [] if msg.ok else [CancelRejected(msg.req_id, order_no, msg.code, msg.message)]
+                )
             if msg.ok:
                 return [SubmitAccepted(msg.req_id, msg.order_no, msg.ts_ns)]
             return [SubmitRejected(msg.req_id, msg.code, msg.message)]
         events: list[AdapterEvent] = []
         if isinstance(msg, VenueFillNotice | VenueOrderNotice):
             if self.notice_seq and msg.seq != self.notice_seq + 1 and msg.seq > self.notice_seq:
-                events.append(NoticeGap(f"venue notices {self.notice_seq + 1}..{msg.seq - 1} "
-                                        "missed"))
+                events.append(
+                    NoticeGap(f"venue notices {self.notice_seq + 1}..{msg.seq - 1} missed")
+                )
             self.notice_seq = max(self.notice_seq, msg.seq)
         if isinstance(msg, VenueFillNotice):
-            events.append(Fill(msg.order_no, msg.fill_no, msg.qty, msg.price, msg.leaves_qty,
-                               msg.ts_ns))
+            events.append(
+                Fill(msg.order_no, msg.fill_no, msg.qty, msg.price, msg.leaves_qty, msg.ts_ns)
+            )
         elif isinstance(msg, VenueOrderNotice):
             events.append(OrderClosed(msg.order_no, msg.status, msg.leaves_qty, msg.reason))
         return events
 
     def submit(self, ref: int, order: SubmitOrder) -> None:
-        req = VenueNewOrder(req_id=ref, symbol=order.symbol, side=order.side, qty=order.qty,
-                            price=order.price, order_type=order.order_type, tif=order.tif)
+        req = VenueNewOrder(
+            req_id=ref,
+            symbol=order.symbol,
+            side=order.side,
+            qty=order.qty,
+            price=order.price,
+            order_type=order.order_type,
+            tif=order.tif,
+        )
         self.dealer.send_multipart([b"", codec.encode(req)])
 
     def cancel(self, ref: int, order_no: str) -> None:
         self.pending_cancels[ref] = order_no
-        self.dealer.send_multipart([b"", codec.encode(VenueCancel(req_id=ref,
-                                                                  order_no=order_no))])
+        self.dealer.send_multipart([b"", codec.encode(VenueCancel(req_id=ref, order_no=order_no))])
 
     # ------------------------------------------------------------------ blocking queries
     def _query(self, what: str, timeout: float) -> VenueQueryReply:
@@ -136,12 +149,18 @@ class PaperAdapter(BrokerAdapter):
         return reply
 
     def orders_today(self, timeout: float) -> list[BrokerOrder]:
-        return [BrokerOrder(o.order_no, o.symbol, Side(o.side), o.qty, o.price, o.filled_qty,
-                            o.status, o.ts_ns) for o in self._query("orders", timeout).orders]
+        return [
+            BrokerOrder(
+                o.order_no, o.symbol, Side(o.side), o.qty, o.price, o.filled_qty, o.status, o.ts_ns
+            )
+            for o in self._query("orders", timeout).orders
+        ]
 
     def fills_today(self, timeout: float) -> list[BrokerFill]:
-        return [BrokerFill(f.order_no, f.fill_no, f.symbol, Side(f.side), f.qty, f.price,
-                           f.ts_ns) for f in self._query("fills", timeout).fills]
+        return [
+            BrokerFill(f.order_no, f.fill_no, f.symbol, Side(f.side), f.qty, f.price, f.ts_ns)
+            for f in self._query("fills", timeout).fills
+        ]
 
     def balance(self, timeout: float) -> tuple[int, dict[str, int]]:
         reply = self._query("balance", timeout)
