@@ -57,6 +57,7 @@ class ObserverService(Service):
         self.max_events = cfg.max_events
         self.done = False
         self.started = 0.0
+        self.finished = 0.0
         self.published_due = 0
         self.first_exch_ns = 0
         self.replay_started = 0.0
@@ -135,13 +136,21 @@ class ObserverService(Service):
 
     def finish(self, detail: str) -> None:
         self.done = True
+        self.finished = time.monotonic()
         self.publish(self.engine.end())
         self.status, self.detail = "done", detail
         logger.info("{}", detail)
 
     def cmd_stats(self, args: dict[str, Any]) -> dict[str, Any]:
         out = self.engine.stats(time.monotonic_ns() / 1e9)
+        end = self.finished if self.done else time.monotonic()
         out.update(
-            {"rate_hz": self.rate, "done": self.done, "source": self.settings.observer.source}
+            {
+                "rate_hz": self.rate,
+                "done": self.done,
+                "source": self.settings.observer.source,
+                # wall time from the first published event to the last (or to now)
+                "elapsed_s": round(end - self.started, 3) if self.started else 0.0,
+            }
         )
         return out
