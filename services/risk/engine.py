@@ -80,33 +80,60 @@ class RiskEngine:
             self.open.pop(event.client_order_id, None)
 
     def committed_sells(self, symbol: str) -> int:
-        return sum(o.leaves for o in self.open.values()
-                   if o.symbol == symbol and o.side is Side.SELL)
+        return sum(
+            o.leaves for o in self.open.values() if o.symbol == symbol and o.side is Side.SELL
+        )
 
     # ------------------------------------------------------------------ decisions
-    def decide(self, intent: OrderIntent | CancelIntent, state: TradingState, fresh: bool,
-               now_ns: int, mono_ns: int) -> Decision:
+    def decide(
+        self,
+        intent: OrderIntent | CancelIntent,
+        state: TradingState,
+        fresh: bool,
+        now_ns: int,
+        mono_ns: int,
+    ) -> Decision:
         if isinstance(intent, CancelIntent):
-            return CancelOrder(client_order_id=intent.client_order_id,
-                               strategy=intent.strategy, reason="strategy cancel")
+            return CancelOrder(
+                client_order_id=intent.client_order_id,
+                strategy=intent.strategy,
+                reason="strategy cancel",
+            )
         refusal = self.check(intent, state, fresh, now_ns)
         if refusal is not None:
             code, reason = refusal
             self.denied[code] = self.denied.get(code, 0) + 1
-            return IntentDenied(intent_id=intent.intent_id, strategy=intent.strategy,
-                                symbol=intent.symbol, side=intent.side, qty=intent.qty,
-                                price=intent.price, code=code, reason=reason, ts_ns=now_ns,
-                                trace=intent.trace)
+            return IntentDenied(
+                intent_id=intent.intent_id,
+                strategy=intent.strategy,
+                symbol=intent.symbol,
+                side=intent.side,
+                qty=intent.qty,
+                price=intent.price,
+                code=code,
+                reason=reason,
+                ts_ns=now_ns,
+                trace=intent.trace,
+            )
         self.approved += 1
         return SubmitOrder(
-            client_order_id=ids.client_order_id(intent.intent_id), intent_id=intent.intent_id,
-            strategy=intent.strategy, symbol=intent.symbol, side=intent.side, qty=intent.qty,
-            price=intent.price, order_type=intent.order_type, tif=intent.tif,
-            reduce_only=intent.reduce_only, intent_ns=intent.created_ns,
-            trace=msgspec.structs.replace(intent.trace, decided=mono_ns))
+            client_order_id=ids.client_order_id(intent.intent_id),
+            intent_id=intent.intent_id,
+            strategy=intent.strategy,
+            symbol=intent.symbol,
+            side=intent.side,
+            qty=intent.qty,
+            price=intent.price,
+            order_type=intent.order_type,
+            tif=intent.tif,
+            reduce_only=intent.reduce_only,
+            intent_ns=intent.created_ns,
+            trace=msgspec.structs.replace(intent.trace, decided=mono_ns),
+        )
 
-    def check(self, i: OrderIntent, state: TradingState, fresh: bool,
-              now_ns: int) -> tuple[str, str] | None:
+    def check(
+        self, i: OrderIntent, state: TradingState, fresh: bool, now_ns: int
+    ) -> tuple[str, str] | None:
         cfg = self.cfg
         if state is TradingState.HALTED:
             return Reason.HALTED, "trading is HALTED"
@@ -114,12 +141,14 @@ class RiskEngine:
             return Reason.FAILSAFE, "no word from the supervisor within the fail-safe time"
         if state is TradingState.REDUCING and not self.shrinks(i):
             pos = self.positions.get((i.strategy, i.symbol), 0)
-            return Reason.REDUCE_ONLY, (f"REDUCING: {i.side.value} {i.qty} would not shrink "
-                                        f"position {pos}")
+            return Reason.REDUCE_ONLY, (
+                f"REDUCING: {i.side.value} {i.qty} would not shrink position {pos}"
+            )
         age_ms = (now_ns - i.created_ns) / 1e6
         if age_ms > cfg.max_intent_age_ms:
-            return Reason.STALE_INTENT, (f"intent is {age_ms:.0f} ms old > max_intent_age_ms "
-                                         f"{cfg.max_intent_age_ms}")
+            return Reason.STALE_INTENT, (
+                f"intent is {age_ms:.0f} ms old > max_intent_age_ms {cfg.max_intent_age_ms}"
+            )
         if i.qty <= 0:
             return Reason.BAD_ORDER, f"qty {i.qty} must be positive"
         market = i.order_type is OrderType.MARKET
@@ -130,23 +159,27 @@ class RiskEngine:
             return Reason.UNKNOWN_SYMBOL, f"no reference data for {i.symbol}"
         kind = InstrumentKind(inst.kind)
         if not market and not krx.on_tick(i.price, kind):
-            return Reason.TICK_SIZE, (f"price {i.price} is not a multiple of the tick "
-                                      f"{krx.tick_size(i.price, kind)}")
+            return Reason.TICK_SIZE, (
+                f"price {i.price} is not a multiple of the tick {krx.tick_size(i.price, kind)}"
+            )
         if not market and not inst.lower_limit <= i.price <= inst.upper_limit:
-            return Reason.PRICE_LIMIT, (f"price {i.price} outside the daily limits "
-                                        f"[{inst.lower_limit}, {inst.upper_limit}]")
+            return Reason.PRICE_LIMIT, (
+                f"price {i.price} outside the daily limits [{inst.lower_limit}, {inst.upper_limit}]"
+            )
         if i.qty > cfg.max_order_qty:
             return Reason.MAX_ORDER_QTY, f"qty {i.qty} > max_order_qty {cfg.max_order_qty}"
         notional = i.qty * (inst.upper_limit if market else i.price)
         if notional > cfg.max_order_notional:
-            return Reason.MAX_ORDER_NOTIONAL, (f"notional {notional:,} > max_order_notional "
-                                               f"{cfg.max_order_notional:,}")
+            return Reason.MAX_ORDER_NOTIONAL, (
+                f"notional {notional:,} > max_order_notional {cfg.max_order_notional:,}"
+            )
         if i.side is Side.SELL:
             held = self.account.get(i.symbol, 0)
             committed = self.committed_sells(i.symbol)
             if i.qty > held - committed:
                 return Reason.INSUFFICIENT_HOLDINGS, (
-                    f"sell {i.qty} > held {held} - committed to open sells {committed}")
+                    f"sell {i.qty} > held {held} - committed to open sells {committed}"
+                )
         return None
 
     def shrinks(self, i: OrderIntent) -> bool:

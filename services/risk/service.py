@@ -41,13 +41,19 @@ class RiskService(Service):
         """Positions and working orders from execution's journal, then live events."""
         import msgspec
 
-        address = client.ctl_address(self.settings.runtime.run_dir, "execution",
-                                     self.settings.runtime.endpoints)
+        address = client.ctl_address(
+            self.settings.runtime.run_dir, "execution", self.settings.runtime.endpoints
+        )
         after = 0
         try:
             while True:
-                data = client.call(address, "events_since", {"seq": after, "limit": 5000},
-                                   timeout=1.0, ctx=self.ctx)
+                data = client.call(
+                    address,
+                    "events_since",
+                    {"seq": after, "limit": 5000},
+                    timeout=1.0,
+                    ctx=self.ctx,
+                )
                 batch = [msgspec.convert(e, ExecEvent) for e in data["events"]]
                 for event in batch:
                     self.engine.on_exec(event)
@@ -64,8 +70,9 @@ class RiskService(Service):
             self.engine.on_instrument(event)
 
     def on_intent(self, intent: OrderIntent | CancelIntent) -> None:
-        decision = self.engine.decide(intent, self.trading_state, self.control_fresh(),
-                                      time.time_ns(), time.monotonic_ns())
+        decision = self.engine.decide(
+            intent, self.trading_state, self.control_fresh(), time.time_ns(), time.monotonic_ns()
+        )
         try:
             self.orders.send(codec.encode(decision), zmq.NOBLOCK)
         except zmq.Again:
@@ -75,6 +82,10 @@ class RiskService(Service):
 
     def cmd_stats(self, args: dict[str, Any]) -> dict[str, Any]:
         e = self.engine
-        return {"approved": e.approved, "denied": dict(e.denied), "exec_seq": e.exec_seq,
-                "holdings": {s: q for s, q in e.account.items() if q},
-                "open_orders": len(e.open)}
+        return {
+            "approved": e.approved,
+            "denied": dict(e.denied),
+            "exec_seq": e.exec_seq,
+            "holdings": {s: q for s, q in e.account.items() if q},
+            "open_orders": len(e.open),
+        }

@@ -142,8 +142,9 @@ class Service:
 
         self.on_raw(sock, stream, receive)
 
-    def on_router(self, sock: zmq.Socket[Any], stream: str,
-                  handler: Callable[[bytes, Any], None]) -> None:
+    def on_router(
+        self, sock: zmq.Socket[Any], stream: str, handler: Callable[[bytes, Any], None]
+    ) -> None:
         """Like on(), for a ROUTER: handler(identity, message); answer with
         sock.send_multipart([identity, b"", frame])."""
         decode = codec.decoder(stream).decode

@@ -139,7 +139,12 @@ class SupervisorSettings(Section):
     initial_state: Literal["ACTIVE", "REDUCING", "HALTED"] = "ACTIVE"  # first start only
     # services that must acknowledge every state change (the venue is a broker: it does not)
     acknowledgers: list[str] = [
-        "observer", "strategy", "risk", "execution", "portfolio", "performance",
+        "observer",
+        "strategy",
+        "risk",
+        "execution",
+        "portfolio",
+        "performance",
     ]
 
 

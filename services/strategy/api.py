@@ -36,8 +36,9 @@ class WorkingOrder:
 class Context:
     """What one strategy may see and do. Built by the engine, one per strategy."""
 
-    def __init__(self, engine: StrategyEngine, strategy: str, params: dict[str, Any],
-                 state_dir: Path) -> None:
+    def __init__(
+        self, engine: StrategyEngine, strategy: str, params: dict[str, Any], state_dir: Path
+    ) -> None:
         self._engine = engine
         self.strategy = strategy
         self.params = params
@@ -76,15 +77,29 @@ class Context:
         return self._engine.instruments.get(symbol)
 
     # ------------------------------------------------------------------ actions
-    def buy(self, symbol: str, qty: int, price: int, order_type: OrderType = OrderType.LIMIT,
-            tif: TimeInForce = TimeInForce.DAY, reduce_only: bool = False) -> str | None:
-        return self._engine.intend(self, symbol, Side.BUY, qty, price, order_type, tif,
-                                   reduce_only)
+    def buy(
+        self,
+        symbol: str,
+        qty: int,
+        price: int,
+        order_type: OrderType = OrderType.LIMIT,
+        tif: TimeInForce = TimeInForce.DAY,
+        reduce_only: bool = False,
+    ) -> str | None:
+        return self._engine.intend(self, symbol, Side.BUY, qty, price, order_type, tif, reduce_only)
 
-    def sell(self, symbol: str, qty: int, price: int, order_type: OrderType = OrderType.LIMIT,
-             tif: TimeInForce = TimeInForce.DAY, reduce_only: bool = False) -> str | None:
-        return self._engine.intend(self, symbol, Side.SELL, qty, price, order_type, tif,
-                                   reduce_only)
+    def sell(
+        self,
+        symbol: str,
+        qty: int,
+        price: int,
+        order_type: OrderType = OrderType.LIMIT,
+        tif: TimeInForce = TimeInForce.DAY,
+        reduce_only: bool = False,
+    ) -> str | None:
+        return self._engine.intend(
+            self, symbol, Side.SELL, qty, price, order_type, tif, reduce_only
+        )
 
     def cancel(self, client_order_id: str) -> None:
         self._engine.cancel(self, client_order_id)

@@ -36,11 +36,13 @@ PENDING_TIMEOUT_NS = 5_000_000_000  # an intent never answered (dropped in trans
 
 
 class StrategyEngine:
-    def __init__(self, strategies: list[Strategy], params: dict[str, dict[str, Any]],
-                 state_dir: Path) -> None:
+    def __init__(
+        self, strategies: list[Strategy], params: dict[str, dict[str, Any]], state_dir: Path
+    ) -> None:
         self.strategies = strategies
-        self.contexts = {s.name: Context(self, s.name, params.get(s.name, {}), state_dir)
-                         for s in strategies}
+        self.contexts = {
+            s.name: Context(self, s.name, params.get(s.name, {}), state_dir) for s in strategies
+        }
         self.trading_state = TradingState.HALTED
         self.now_ns = 0
         self._mono = 0
@@ -67,8 +69,12 @@ class StrategyEngine:
             self.books[event.symbol] = event
         elif isinstance(event, Instrument):
             self.instruments[event.symbol] = event
-        self._begin(now_ns, mono_ns, (getattr(event, "stream", 0), getattr(event, "seq", 0)),
-                    getattr(getattr(event, "trace", None), "observed", 0))
+        self._begin(
+            now_ns,
+            mono_ns,
+            (getattr(event, "stream", 0), getattr(event, "seq", 0)),
+            getattr(getattr(event, "trace", None), "observed", 0),
+        )
         for s in self.strategies:
             s.on_market(event, self.contexts[s.name])
         return self._flush()
@@ -115,11 +121,19 @@ class StrategyEngine:
         if isinstance(event, OrderSubmitted):
             ctx.pending.pop(event.intent_id, None)
             ctx.working[event.client_order_id] = WorkingOrder(
-                event.client_order_id, event.intent_id, event.symbol, event.side, event.qty,
-                event.price, event.qty, event.ts_ns)
+                event.client_order_id,
+                event.intent_id,
+                event.symbol,
+                event.side,
+                event.qty,
+                event.price,
+                event.qty,
+                event.ts_ns,
+            )
         elif isinstance(event, OrderFilled):
             ctx.positions[event.symbol] = ctx.positions.get(event.symbol, 0) + (
-                event.qty * event.side.sign)
+                event.qty * event.side.sign
+            )
             order = ctx.working.get(event.client_order_id)
             if order is not None:
                 order.leaves = event.leaves_qty
@@ -133,8 +147,9 @@ class StrategyEngine:
             ctx.pending.pop(event.intent_id, None)
 
     # ------------------------------------------------------------------ actions
-    def _begin(self, now_ns: int, mono_ns: int, cause: tuple[int, int], observed: int,
-               prefix: str = "") -> None:
+    def _begin(
+        self, now_ns: int, mono_ns: int, cause: tuple[int, int], observed: int, prefix: str = ""
+    ) -> None:
         self.now_ns, self._mono, self._observed = now_ns, mono_ns, observed
         self._cause = cause if not prefix else (0, cause[1])
         self._prefix = prefix
@@ -148,8 +163,17 @@ class StrategyEngine:
             return f"{strategy}:{self._prefix}{self.now_ns}:{seq}:{n}"
         return ids.intent_id(strategy, stream, seq, n)
 
-    def intend(self, ctx: Context, symbol: str, side: Side, qty: int, price: int,
-               order_type: OrderType, tif: TimeInForce, reduce_only: bool) -> str | None:
+    def intend(
+        self,
+        ctx: Context,
+        symbol: str,
+        side: Side,
+        qty: int,
+        price: int,
+        order_type: OrderType,
+        tif: TimeInForce,
+        reduce_only: bool,
+    ) -> str | None:
         state = self.trading_state
         if state is TradingState.HALTED:
             self.suppressed += 1
@@ -157,16 +181,28 @@ class StrategyEngine:
         if state is TradingState.REDUCING:
             pos = ctx.position(symbol)
             shrinks = (side is Side.SELL and 0 < qty <= pos) or (
-                side is Side.BUY and 0 < qty <= -pos)
+                side is Side.BUY and 0 < qty <= -pos
+            )
             if not shrinks:
                 self.suppressed += 1
                 return None
             reduce_only = True
         intent_id = self._next_id(ctx.strategy)
-        self.out.append(OrderIntent(
-            intent_id=intent_id, strategy=ctx.strategy, symbol=symbol, side=side, qty=qty,
-            price=price, order_type=order_type, tif=tif, reduce_only=reduce_only,
-            created_ns=self.now_ns, trace=Trace(observed=self._observed, evaluated=self._mono)))
+        self.out.append(
+            OrderIntent(
+                intent_id=intent_id,
+                strategy=ctx.strategy,
+                symbol=symbol,
+                side=side,
+                qty=qty,
+                price=price,
+                order_type=order_type,
+                tif=tif,
+                reduce_only=reduce_only,
+                created_ns=self.now_ns,
+                trace=Trace(observed=self._observed, evaluated=self._mono),
+            )
+        )
         ctx.pending[intent_id] = (symbol, side, qty, self.now_ns)
         return intent_id
 
@@ -174,17 +210,23 @@ class StrategyEngine:
         if client_order_id not in ctx.working or client_order_id in ctx.cancelling:
             return
         ctx.cancelling.add(client_order_id)
-        self.out.append(CancelIntent(intent_id=self._next_id(ctx.strategy),
-                                     strategy=ctx.strategy, client_order_id=client_order_id,
-                                     created_ns=self.now_ns))
+        self.out.append(
+            CancelIntent(
+                intent_id=self._next_id(ctx.strategy),
+                strategy=ctx.strategy,
+                client_order_id=client_order_id,
+                created_ns=self.now_ns,
+            )
+        )
 
     def _flush(self) -> list[Intent]:
         out, self.out = self.out, []
         return out
 
 
-def build_strategies(scope: str, settings: Any, factory: dict[str, Callable[[Any], Strategy]]
-                     ) -> list[Strategy]:
+def build_strategies(
+    scope: str, settings: Any, factory: dict[str, Callable[[Any], Strategy]]
+) -> list[Strategy]:
     if scope not in factory:
         raise ValueError(f"unknown strategy scope {scope!r}; choose from {sorted(factory)}")
     return [factory[scope](settings)]

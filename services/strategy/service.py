@@ -20,12 +20,14 @@ from services.strategy.plugins import FACTORY
 
 def fetch_exec_history(service: Service, after_seq: int) -> list[ExecEvent]:
     """Every execution event after `after_seq`, from execution's journal, paged."""
-    address = client.ctl_address(service.settings.runtime.run_dir, "execution",
-                                 service.settings.runtime.endpoints)
+    address = client.ctl_address(
+        service.settings.runtime.run_dir, "execution", service.settings.runtime.endpoints
+    )
     events: list[ExecEvent] = []
     while True:
-        data = client.call(address, "events_since", {"seq": after_seq, "limit": 5000},
-                           timeout=1.0, ctx=service.ctx)
+        data = client.call(
+            address, "events_since", {"seq": after_seq, "limit": 5000}, timeout=1.0, ctx=service.ctx
+        )
         batch = [msgspec.convert(e, ExecEvent) for e in data["events"]]
         events.extend(batch)
         if not batch:
@@ -58,8 +60,9 @@ class StrategyService(Service):
             return
         for event in history:
             self.engine.warm(event)
-        logger.info("warmed up from {} execution events (seq {})", len(history),
-                    self.engine.exec_seq)
+        logger.info(
+            "warmed up from {} execution events (seq {})", len(history), self.engine.exec_seq
+        )
 
     def on_state_change(self, previous: TradingState, msg: TradingStateUpdate) -> None:
         self.engine.trading_state = msg.state
@@ -74,16 +77,18 @@ class StrategyService(Service):
 
     def on_md(self, event: MarketData) -> None:
         # the fail-safe: without a fresh word from the supervisor, nothing new is intended
-        self.engine.trading_state = (self.trading_state if self.control_fresh()
-                                     else TradingState.HALTED)
+        self.engine.trading_state = (
+            self.trading_state if self.control_fresh() else TradingState.HALTED
+        )
         self.send(self.engine.on_market(event, time.time_ns(), time.monotonic_ns()))
 
     def on_exec(self, event: ExecEvent) -> None:
         self.send(self.engine.on_exec(event, time.time_ns(), time.monotonic_ns()))
 
     def on_timer(self) -> None:
-        self.engine.trading_state = (self.trading_state if self.control_fresh()
-                                     else TradingState.HALTED)
+        self.engine.trading_state = (
+            self.trading_state if self.control_fresh() else TradingState.HALTED
+        )
         self.send(self.engine.on_timer(time.time_ns(), time.monotonic_ns()))
 
     def cmd_stats(self, args: dict[str, Any]) -> dict[str, Any]:

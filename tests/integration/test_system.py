@@ -122,8 +122,10 @@ def test_malformed_requests_on_every_router_get_an_answer_or_are_dropped(system:
     venue.connect(system.address("venue"))
     venue.send_multipart([b"", b"\x81\xa1t\xa5v_new"])  # a new order with no fields
     venue.close()
-    eventually(lambda: system.call("venue", "ping")["counters"].get(
-        "bad_frames.venue_request", 0) >= 1, message="venue counts a malformed request")
+    eventually(
+        lambda: system.call("venue", "ping")["counters"].get("bad_frames.venue_request", 0) >= 1,
+        message="venue counts a malformed request",
+    )
     assert all_alive(system)
 
 

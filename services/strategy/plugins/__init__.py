@@ -11,8 +11,9 @@ from services.strategy.plugins.scalp import Scalp
 from services.strategy.plugins.swing import Swing
 
 FACTORY: dict[str, Callable[[Any], Strategy]] = {
-    "pulse": lambda s: Pulse(s.strategy.pulse_every, s.strategy.pulse_qty,
-                             s.strategy.pulse_symbols),
+    "pulse": lambda s: Pulse(
+        s.strategy.pulse_every, s.strategy.pulse_qty, s.strategy.pulse_symbols
+    ),
     "scalp": lambda s: Scalp(),
     "swing": lambda s: Swing(),
 }

@@ -3,8 +3,9 @@
 Entry: flat, nothing working, top-3 book imbalance above `imbalance` and fast EMA of trade
 prices above the slow one -> buy at the best bid (passive). Exit: a resting sell `take_ticks`
 above the entry; if the price falls `stop_ticks` below the entry, cancel it and sell at the best
-bid. An entry not filled within `entry_timeout_ms` is cancelled. Long only (no short selling
-for retail accounts). When the closing auction starts, it flattens with reduce-only orders.
+bid once the cancel is confirmed. An entry not filled within `entry_timeout_ms` is cancelled.
+Long only (no short selling for retail accounts). When the closing auction starts, it flattens
+with reduce-only orders (again on every timer until flat).
 
 Parameters (settings.strategy.params.scalp): imbalance 0.3, fast 0.3, slow 0.05 (EMA weights),
 take_ticks 2, stop_ticks 3, entry_timeout_ms 3000, notional 2,000,000 KRW per entry.
@@ -48,8 +49,13 @@ class Scalp(Strategy):
 
     def maybe_enter(self, book: Book, ctx: Context) -> None:
         sym = book.symbol
-        if (ctx.position(sym) or ctx.open_orders(sym) or ctx.has_pending(sym)
-                or not book.bids or not book.asks):
+        if (
+            ctx.position(sym)
+            or ctx.open_orders(sym)
+            or ctx.has_pending(sym)
+            or not book.bids
+            or not book.asks
+        ):
             return
         bid_qty = sum(q for _, q in book.bids[:3])
         ask_qty = sum(q for _, q in book.asks[:3])
@@ -87,9 +93,12 @@ class Scalp(Strategy):
             self.exit_now(sym, pos, ctx)
 
     def exit_now(self, sym: str, pos: int, ctx: Context) -> None:
-        for order in ctx.open_orders(sym):
+        working = ctx.open_orders(sym)
+        for order in working:
             ctx.cancel(order.client_order_id)
-        if ctx.has_pending(sym):
+        # a resting take-profit still commits the shares: a sell now would be refused by risk
+        # (no naked short), so the exit goes out once the cancel is confirmed (next trade/timer)
+        if working or ctx.has_pending(sym):
             return
         book = ctx.book(sym)
         price = book.bids[0][0] if book and book.bids else ctx.last_price(sym)
@@ -104,6 +113,9 @@ class Scalp(Strategy):
                 self.exit_now(sym, pos, ctx)
 
     def on_timer(self, now_ns: int, ctx: Context) -> None:
+        if self.closing:
+            self.flatten(ctx)  # again until flat: exits wait for their cancels to confirm
+            return
         timeout_ns = int(self.p(ctx, "entry_timeout_ms", 3000)) * 1_000_000
         for order in ctx.open_orders():
             if order.side is Side.BUY and now_ns - order.submitted_ns > timeout_ns:
