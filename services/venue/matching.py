@@ -96,8 +96,9 @@ class Venue:
         return total
 
     def committed(self, symbol: str) -> int:
-        return sum(o.leaves for o in self.open.values()
-                   if o.symbol == symbol and o.side is Side.SELL)
+        return sum(
+            o.leaves for o in self.open.values() if o.symbol == symbol and o.side is Side.SELL
+        )
 
     def costs(self, side: Side, symbol: str, qty: int, price: int, ts_ns: int) -> tuple[int, int]:
         notional = qty * price
@@ -129,8 +130,9 @@ class Venue:
         self.instruments[inst.symbol] = inst
 
     def on_book(self, book: Book, now_ns: int) -> list[VFill]:
-        self.books[book.symbol] = SymbolBook([[p, q] for p, q in book.bids],
-                                             [[p, q] for p, q in book.asks])
+        self.books[book.symbol] = SymbolBook(
+            [[p, q] for p, q in book.bids], [[p, q] for p, q in book.asks]
+        )
         fills: list[VFill] = []
         for order in self._resting(book.symbol):
             fills.extend(self._take(order, now_ns))
@@ -142,8 +144,9 @@ class Venue:
         for order in self._resting(trade.symbol):
             if remaining <= 0:
                 break
-            through = (trade.price < order.price if order.side is Side.BUY
-                       else trade.price > order.price)
+            through = (
+                trade.price < order.price if order.side is Side.BUY else trade.price > order.price
+            )
             at = trade.price == order.price
             if not (through or at):
                 continue
@@ -176,8 +179,9 @@ class Venue:
             if want <= 0:
                 break
             price, shown = level
-            if order.price and (price > order.price if order.side is Side.BUY
-                                else price < order.price):
+            if order.price and (
+                price > order.price if order.side is Side.BUY else price < order.price
+            ):
                 break
             qty = min(shown, want)
             if qty <= 0:
@@ -192,12 +196,23 @@ class Venue:
         if book is None:
             return 0
         levels = book.asks if order.side is Side.BUY else book.bids
-        return sum(q for p, q in levels if not order.price or (
-            p <= order.price if order.side is Side.BUY else p >= order.price))
+        return sum(
+            q
+            for p, q in levels
+            if not order.price or (p <= order.price if order.side is Side.BUY else p >= order.price)
+        )
 
     # ------------------------------------------------------------------ orders
-    def submit(self, symbol: str, side: Side, qty: int, price: int, order_type: OrderType,
-               tif: TimeInForce, now_ns: int) -> tuple[VOrder, list[VFill]]:
+    def submit(
+        self,
+        symbol: str,
+        side: Side,
+        qty: int,
+        price: int,
+        order_type: OrderType,
+        tif: TimeInForce,
+        now_ns: int,
+    ) -> tuple[VOrder, list[VFill]]:
         """Validate, number, match. Raises Reject (nothing changes) when refused."""
         inst = self.instruments.get(symbol)
         if self.closed_market:
@@ -211,11 +226,13 @@ class Venue:
             price = 0
         elif order_type is OrderType.LIMIT:
             if not krx.on_tick(price, kind):
-                raise Reject("TICK_SIZE", f"price {price} not on tick "
-                                          f"{krx.tick_size(max(price, 1), kind)}")
+                raise Reject(
+                    "TICK_SIZE", f"price {price} not on tick {krx.tick_size(max(price, 1), kind)}"
+                )
             if not inst.lower_limit <= price <= inst.upper_limit:
-                raise Reject("PRICE_LIMIT", f"price {price} outside "
-                                            f"[{inst.lower_limit}, {inst.upper_limit}]")
+                raise Reject(
+                    "PRICE_LIMIT", f"price {price} outside [{inst.lower_limit}, {inst.upper_limit}]"
+                )
         else:
             raise Reject("BAD_ORDER", f"order type {order_type.value} is not supported here")
         if side is Side.BUY:

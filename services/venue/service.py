@@ -40,12 +40,14 @@ class VenueService(Service):
 
     def setup(self) -> None:
         acct = self.settings.account
-        self.venue = Venue(acct.initial_cash, acct.commission_rate_bp,
-                           self.settings.venue.queue_model)
+        self.venue = Venue(
+            acct.initial_cash, acct.commission_rate_bp, self.settings.venue.queue_model
+        )
         self.store = VenueStore(self.settings.runtime.state_dir / "venue.db")
         self.notice_seq = self.store.load(self.venue, acct.initial_cash)
-        logger.info("venue book: cash {:,} KRW, {} open orders", self.venue.cash,
-                    len(self.venue.open))
+        logger.info(
+            "venue book: cash {:,} KRW, {} open orders", self.venue.cash, len(self.venue.open)
+        )
         self.router = self.bind(zmq.ROUTER, "venue")
         self.notices = self.bind(zmq.PUB, "venue_notice")
         self.md = self.connect(zmq.SUB, "md")
@@ -87,22 +89,39 @@ class VenueService(Service):
                 self.commit_and_notify(self.venue.expire_all(), [], reason="expired at close")
             self.venue.closed_market = closed
 
-    def commit_and_notify(self, closed: list[VOrder], fills: list[VFill],
-                          reason: str = "", saved: bool = False) -> None:
+    def commit_and_notify(
+        self, closed: list[VOrder], fills: list[VFill], reason: str = "", saved: bool = False
+    ) -> None:
         if not closed and not fills:
             return
         notices: list[Any] = []
         for f in fills:
             self.notice_seq += 1
-            notices.append(VenueFillNotice(seq=self.notice_seq, order_no=f.order.order_no,
-                                           fill_no=f.fill_no, symbol=f.order.symbol,
-                                           side=f.order.side, qty=f.qty, price=f.price,
-                                           leaves_qty=f.leaves, ts_ns=f.ts_ns))
+            notices.append(
+                VenueFillNotice(
+                    seq=self.notice_seq,
+                    order_no=f.order.order_no,
+                    fill_no=f.fill_no,
+                    symbol=f.order.symbol,
+                    side=f.order.side,
+                    qty=f.qty,
+                    price=f.price,
+                    leaves_qty=f.leaves,
+                    ts_ns=f.ts_ns,
+                )
+            )
         for o in closed:
             self.notice_seq += 1
-            notices.append(VenueOrderNotice(seq=self.notice_seq, order_no=o.order_no,
-                                            status=o.status, leaves_qty=o.leaves,
-                                            ts_ns=time.time_ns(), reason=reason))
+            notices.append(
+                VenueOrderNotice(
+                    seq=self.notice_seq,
+                    order_no=o.order_no,
+                    status=o.status,
+                    leaves_qty=o.leaves,
+                    ts_ns=time.time_ns(),
+                    reason=reason,
+                )
+            )
         if not saved:
             self.store.save(self.venue, closed, fills, self.notice_seq)  # on disk before told
         else:
@@ -129,16 +148,25 @@ class VenueService(Service):
         ack_ms = self.settings.venue.ack_latency_ms
         if isinstance(req, VenueNewOrder):
             try:
-                order, fills = self.venue.submit(req.symbol, req.side, req.qty, req.price,
-                                                 req.order_type, req.tif, now)
+                order, fills = self.venue.submit(
+                    req.symbol, req.side, req.qty, req.price, req.order_type, req.tif, now
+                )
             except Reject as rej:
                 self.count(f"rejects.{rej.code}")
-                self.send_to(identity, VenueAck(req_id=req.req_id, ok=False, code=rej.code,
-                                                message=rej.message, ts_ns=now), ack_ms)
+                self.send_to(
+                    identity,
+                    VenueAck(
+                        req_id=req.req_id, ok=False, code=rej.code, message=rej.message, ts_ns=now
+                    ),
+                    ack_ms,
+                )
                 return
             self.store.save(self.venue, [order], fills, self.notice_seq)
-            self.send_to(identity, VenueAck(req_id=req.req_id, ok=True, order_no=order.order_no,
-                                            ts_ns=now), ack_ms)
+            self.send_to(
+                identity,
+                VenueAck(req_id=req.req_id, ok=True, order_no=order.order_no, ts_ns=now),
+                ack_ms,
+            )
             closed = [order] if order.status == "canceled" else []
             self.commit_and_notify(closed, fills, reason="IOC/FOK/market remainder", saved=True)
         elif isinstance(req, VenueCancel):
@@ -147,13 +175,24 @@ class VenueService(Service):
             except Reject:
                 status = self.store.order_status(req.order_no)
                 code = "ORDER_CLOSED" if status else "ORDER_NOT_FOUND"
-                self.send_to(identity, VenueAck(req_id=req.req_id, ok=False, code=code,
-                                                message=f"order {req.order_no}: "
-                                                f"{status or 'unknown'}", ts_ns=now), ack_ms)
+                self.send_to(
+                    identity,
+                    VenueAck(
+                        req_id=req.req_id,
+                        ok=False,
+                        code=code,
+                        message=f"order {req.order_no}: {status or 'unknown'}",
+                        ts_ns=now,
+                    ),
+                    ack_ms,
+                )
                 return
             self.store.save(self.venue, [order], [], self.notice_seq)
-            self.send_to(identity, VenueAck(req_id=req.req_id, ok=True, order_no=order.order_no,
-                                            ts_ns=now), ack_ms)
+            self.send_to(
+                identity,
+                VenueAck(req_id=req.req_id, ok=True, order_no=order.order_no, ts_ns=now),
+                ack_ms,
+            )
             self.commit_and_notify([order], [], reason="canceled by request", saved=True)
         elif isinstance(req, VenueQuery):
             self.send_to(identity, self.query(req))
@@ -161,25 +200,71 @@ class VenueService(Service):
     def query(self, req: VenueQuery) -> VenueQueryReply:
         if req.what in ("open_orders", "orders"):
             rows = self.store.orders(open_only=req.what == "open_orders")
-            return VenueQueryReply(req_id=req.req_id, orders=[
-                VenueOrder(order_no=r[0], symbol=r[1], side=r[2], qty=r[3], price=r[4],
-                           order_type=r[5], tif=r[6], filled_qty=r[7], status=r[8], ts_ns=r[9])
-                for r in rows])
+            return VenueQueryReply(
+                req_id=req.req_id,
+                orders=[
+                    VenueOrder(
+                        order_no=r[0],
+                        symbol=r[1],
+                        side=r[2],
+                        qty=r[3],
+                        price=r[4],
+                        order_type=r[5],
+                        tif=r[6],
+                        filled_qty=r[7],
+                        status=r[8],
+                        ts_ns=r[9],
+                    )
+                    for r in rows
+                ],
+            )
         if req.what == "fills":
-            return VenueQueryReply(req_id=req.req_id, fills=[
-                VenueFill(order_no=r[0], fill_no=r[1], symbol=r[2], side=r[3], qty=r[4],
-                          price=r[5], ts_ns=r[6]) for r in self.store.fills()])
-        return VenueQueryReply(req_id=req.req_id, cash=self.venue.cash,
-                               holdings={s: q for s, q in self.venue.holdings.items() if q})
+            return VenueQueryReply(
+                req_id=req.req_id,
+                fills=[
+                    VenueFill(
+                        order_no=r[0],
+                        fill_no=r[1],
+                        symbol=r[2],
+                        side=r[3],
+                        qty=r[4],
+                        price=r[5],
+                        ts_ns=r[6],
+                    )
+                    for r in self.store.fills()
+                ],
+            )
+        return VenueQueryReply(
+            req_id=req.req_id,
+            cash=self.venue.cash,
+            holdings={s: q for s, q in self.venue.holdings.items() if q},
+        )
 
     # ------------------------------------------------------------------ operators
     def cmd_orders(self, args: dict[str, Any]) -> dict[str, Any]:
-        keys = ("order_no", "symbol", "side", "qty", "price", "order_type", "tif", "filled",
-                "status", "ts_ns")
-        return {"orders": [dict(zip(keys, r, strict=True))
-                           for r in self.store.orders(bool(args.get("open_only")))]}
+        keys = (
+            "order_no",
+            "symbol",
+            "side",
+            "qty",
+            "price",
+            "order_type",
+            "tif",
+            "filled",
+            "status",
+            "ts_ns",
+        )
+        return {
+            "orders": [
+                dict(zip(keys, r, strict=True))
+                for r in self.store.orders(bool(args.get("open_only")))
+            ]
+        }
 
     def cmd_balance(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"cash": self.venue.cash,
-                "holdings": {s: q for s, q in self.venue.holdings.items() if q},
-                "reserved_cash": self.venue.reserved_cash(), "open_orders": len(self.venue.open)}
+        return {
+            "cash": self.venue.cash,
+            "holdings": {s: q for s, q in self.venue.holdings.items() if q},
+            "reserved_cash": self.venue.reserved_cash(),
+            "open_orders": len(self.venue.open),
+        }
