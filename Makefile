@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTHON ?= python3
 QUICK  ?=
 
-.PHONY: install run stop status test test-unit test-integration lint bench clean
+.PHONY: install run stop status test test-unit test-integration lint bench chaos clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.bench.run $(if $(QUICK),--quick,)
+
+ROUNDS ?= 3
+chaos: $(STAMP)
+	$(PY) -m tests.fault.chaos --rounds $(ROUNDS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -49,9 +49,14 @@ class Supervisord:
             if section.startswith("program:") and parser.has_option(section, "stdout_logfile"):
                 self.dirs.add(Path(get(section, "stdout_logfile")).parent)
 
-    def rpc(self) -> Any:
+    def call(self, method: str, *args: Any) -> Any:
+        """One XML-RPC call (e.g. "supervisor.getState"); the connection is closed after it."""
         transport = SupervisorTransport(None, None, f"unix://{self.socket}")
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        try:
+            proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+            return getattr(proxy, method)(*args)
+        finally:
+            transport.close()
 
     def pid(self) -> int | None:
         try:
@@ -65,7 +70,7 @@ class Supervisord:
         if self.pid() is None:
             return False
         try:
-            self.rpc().supervisor.getState()
+            self.call("supervisor.getState")
             return True
         except (OSError, xmlrpc.client.Fault):
             return False
@@ -95,7 +100,7 @@ class Supervisord:
         if pid is None:
             return False
         try:
-            self.rpc().supervisor.shutdown()
+            self.call("supervisor.shutdown")
         except (OSError, xmlrpc.client.Fault):
             os.kill(pid, 15)
         deadline = time.monotonic() + timeout
@@ -107,19 +112,18 @@ class Supervisord:
 
     def processes(self) -> dict[str, dict[str, Any]]:
         try:
-            return {p["name"]: p for p in self.rpc().supervisor.getAllProcessInfo()}
+            return {p["name"]: p for p in self.call("supervisor.getAllProcessInfo")}
         except (OSError, xmlrpc.client.Fault):
             return {}
 
     def restart(self, service: str) -> None:
-        rpc = self.rpc()
         name = f"qts:{service}"
         try:
-            rpc.supervisor.stopProcess(name, True)
+            self.call("supervisor.stopProcess", name, True)
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString:
                 raise SupervisordError(f"cannot stop {name}: {fault.faultString}") from None
         try:
-            rpc.supervisor.startProcess(name, True)
+            self.call("supervisor.startProcess", name, True)
         except xmlrpc.client.Fault as fault:
             raise SupervisordError(f"cannot start {name}: {fault.faultString}") from None
