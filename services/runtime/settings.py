@@ -90,6 +90,9 @@ class StrategySettings(Section):
     pulse_every: int = Field(20, ge=1)  # pulse: one order per N trades per symbol
     pulse_qty: int = Field(1, ge=1)
     pulse_symbols: list[str] = []  # empty = every symbol
+    # pulse: 0 = marketable (buy at the ask); N > 0 = rest N ticks behind the best bid/ask,
+    # so orders stay open (for the halt benchmark and cancel tests)
+    pulse_passive_ticks: int = Field(0, ge=0, le=50)
     params: dict[str, dict[str, Any]] = {}  # per-strategy parameters, by strategy name
     timer_ms: int = Field(1000, gt=0)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.floor import run_floor
+from tests.bench.halt import print_halts, run_halts
 from tests.kit import REPO, System, eventually
 
 STAGES = ("strategy", "risk", "execution", "broker", "tick_to_order", "tick_to_ack")
@@ -108,6 +109,8 @@ def main() -> int:
         f"p99.9 {f['p999']:.0f} us"
     )
     print_table(result)
+    halts = run_halts(5 if args.quick else 30)
+    print_halts(halts)
     t2o = result["latency_us"].get("tick_to_order")
     if t2o and f["p50"]:
         print(
@@ -117,7 +120,7 @@ def main() -> int:
     out_dir = REPO / "var" / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    payload = {"when": stamp, "quick": args.quick, "floor": floor, "system": result}
+    payload = {"when": stamp, "quick": args.quick, "floor": floor, "system": result, "halt": halts}
     for name in (f"bench-{stamp}.json", "latest.json"):
         (out_dir / name).write_text(json.dumps(payload, indent=2))
     print(f"\nwritten to {out_dir / 'latest.json'}")

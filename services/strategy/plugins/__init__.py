@@ -12,7 +12,10 @@ from services.strategy.plugins.swing import Swing
 
 FACTORY: dict[str, Callable[[Any], Strategy]] = {
     "pulse": lambda s: Pulse(
-        s.strategy.pulse_every, s.strategy.pulse_qty, s.strategy.pulse_symbols
+        s.strategy.pulse_every,
+        s.strategy.pulse_qty,
+        s.strategy.pulse_symbols,
+        s.strategy.pulse_passive_ticks,
     ),
     "scalp": lambda s: Scalp(),
     "swing": lambda s: Swing(),
