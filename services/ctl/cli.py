@@ -14,10 +14,12 @@ from typing import Any, NoReturn
 import click
 
 from protocol.codes import CtlCode
+from protocol.enums import TradingState
 from services.ctl.render import krw, table
 from services.ctl.supervisord import Supervisord, SupervisordError, conf_path
 from services.runtime import client
 from services.runtime.settings import ConfigError, Settings, load_settings
+from services.runtime.statefile import PersistedState, StateStore
 
 WATCHED = ("observer", "strategy", "risk", "execution", "portfolio", "performance", "venue")
 
@@ -320,14 +322,67 @@ def transition(obj: Ctx, command: str, reason: str, by: str | None) -> None:
     rt = obj.settings.runtime
     address = client.ctl_address(rt.run_dir, "supervisor", rt.endpoints)
     try:
+        if command == "halt":
+            client.request(address, "ping", timeout=0.5)  # a dead supervisor must not cost 5 s
         rep = client.request(address, command, args, timeout=5.0)
     except client.CtlTimeout as exc:
+        if command == "halt":
+            emergency_halt(obj, args["reason"], args["by"], str(exc))
+            return
         fail(CtlCode.TIMEOUT, f"supervisor: {exc}")
     if rep.data is not None:
         emit(rep.data, render_acks(rep.data))
     if not rep.ok:
         click.echo(f"error: {rep.code}: {rep.reason}", err=True)
         sys.exit(1)
+
+
+def emergency_halt(obj: Ctx, reason: str, by: str, why: str) -> None:
+    """Halt without the supervisor: persist HALTED at a newer epoch in the state file (the
+    supervisor comes back in it), then tell the services directly, execution first."""
+    rt = obj.settings.runtime
+    click.echo(
+        f"warning: supervisor unreachable ({why}); halting through the state file and "
+        "the services directly",
+        err=True,
+    )
+    store = StateStore(rt.state_dir / "trading_state.json")
+    current, _ = store.load()
+    epoch = current.epoch + 1
+    store.save(
+        PersistedState(
+            state=TradingState.HALTED,
+            epoch=epoch,
+            by=by,
+            reason=f"{reason} (emergency halt: supervisor unreachable)",
+            changed_ns=time.time_ns(),
+        )
+    )
+    results: dict[str, Any] = {}
+    for service in ("execution", "risk", "strategy", "observer", "portfolio", "performance"):
+        address = client.ctl_address(rt.run_dir, service, rt.endpoints)
+        try:
+            results[service] = client.call(
+                address, "emergency_halt", {"epoch": epoch, "reason": reason, "by": by}, timeout=2.0
+            )
+        except (client.CtlTimeout, client.CtlFailed) as exc:
+            results[service] = {"error": str(exc)}
+    data = {"state": "HALTED", "epoch": epoch, "emergency": True, "services": results}
+    rows = [
+        (n, r.get("state", "NO ANSWER"), r.get("halt_cancels_sent", ""), r.get("error", ""))
+        for n, r in results.items()
+    ]
+    emit(
+        data,
+        f"emergency HALT written (epoch {epoch})\n"
+        + table(("service", "state", "cancels sent", "error"), rows),
+    )
+    if "error" in results["execution"]:
+        fail(
+            CtlCode.NOT_ACKNOWLEDGED,
+            "execution did not acknowledge the emergency halt; "
+            "the state file says HALTED and every service's fail-safe blocks new orders",
+        )
 
 
 def render_acks(data: dict[str, Any]) -> str:

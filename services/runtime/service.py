@@ -270,11 +270,25 @@ class Service:
         return self.trading_state is TradingState.ACTIVE and self.control_fresh()
 
     def _on_control(self, msg: TradingStateUpdate) -> None:
-        self._last_control = time.monotonic()
         if msg.epoch < self.epoch:
-            # a restarted supervisor reloads its persisted epoch, so this should not happen;
-            # if it does, the supervisor is the authority: follow it and say so
-            logger.warning("control epoch went back from {} to {}", self.epoch, msg.epoch)
+            # Older than what this service applied: an emergency halt by qts-ctl while the
+            # supervisor was unreachable, or a supervisor whose state file was reset. Never step
+            # back, and do not count it as hearing the supervisor: the fail-safe stays armed
+            # until the supervisor speaks an epoch at least as new (`qts-ctl status` shows why).
+            self.count("stale_control")
+            now = time.monotonic()
+            if now - self._bad_logged.get("control-epoch", 0.0) >= 5.0:
+                self._bad_logged["control-epoch"] = now
+                logger.error(
+                    "supervisor epoch {} is behind the applied epoch {}; ignored",
+                    msg.epoch,
+                    self.epoch,
+                )
+            return
+        self._last_control = time.monotonic()
+        self._apply_control(msg)
+
+    def _apply_control(self, msg: TradingStateUpdate) -> None:
         if msg.epoch != self.epoch or msg.state is not self.trading_state:
             previous = self.trading_state
             self.trading_state = msg.state
@@ -294,6 +308,38 @@ class Service:
             self.heartbeat()  # the acknowledgement: sent after the change was applied
         elif self.epoch_ack != msg.epoch:
             self.epoch_ack = msg.epoch
+
+    def _cmd_emergency_halt(self, args: dict[str, Any]) -> dict[str, Any]:
+        """qts-ctl's halt when the supervisor does not answer: apply HALTED at `epoch` here,
+        exactly as if the supervisor had said it (execution cancels every open order)."""
+        epoch = int(args.get("epoch") or 0)
+        if epoch <= 0:
+            raise CommandError(CtlCode.BAD_REQUEST, "emergency_halt needs a positive epoch")
+        if epoch >= self.epoch:
+            now = time.time_ns()
+            self._apply_control(
+                TradingStateUpdate(
+                    state=TradingState.HALTED,
+                    epoch=epoch,
+                    reason=str(args.get("reason", "")),
+                    by=str(args.get("by", "qts-ctl")),
+                    changed_ns=now,
+                    ts_ns=now,
+                )
+            )
+            logger.critical(
+                "emergency HALT at epoch {} by {}: {} (supervisor unreachable)",
+                epoch,
+                args.get("by"),
+                args.get("reason"),
+            )
+        counters = self.heartbeat_counters()
+        return {
+            "service": self.name,
+            "state": self.trading_state.value,
+            "epoch": self.epoch,
+            **{k: counters.get(k, 0) for k in ("halt_cancels_sent", "open_orders")},
+        }
 
     def on_state_change(self, previous: TradingState, msg: TradingStateUpdate) -> None:
         """Override to act on a new trading state (execution cancels everything on HALTED)."""
@@ -343,6 +389,8 @@ class Service:
         self._ctl_decoder = msgspec.msgpack.Decoder(CtlRequest)
         self.poller.register(self._ctl, zmq.POLLIN)
         self.command("ping", self._cmd_ping)
+        if self.listens_to_control:
+            self.command("emergency_halt", self._cmd_emergency_halt)
         if self.sends_heartbeats:
             self._hb = self.connect(zmq.PUSH, "heartbeat")
             self._hb.setsockopt(zmq.SNDHWM, 100)

@@ -22,7 +22,7 @@ from services.runtime.log import logger
 from services.runtime.service import DEFERRED, CommandError, Deferred, Service
 from services.supervisor.engine import HeartbeatTable, PendingChange
 from services.supervisor.states import InvalidTransition, next_state
-from services.supervisor.store import PersistedState, StateStore
+from services.runtime.statefile import PersistedState, StateStore
 
 
 class SupervisorService(Service):

@@ -5,6 +5,7 @@ One deployment per module (starting it costs a few seconds); the tests run in or
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -184,6 +185,49 @@ def test_resume_trades_again(system: System) -> None:
     assert system.call("supervisor", "status")["state"] == "ACTIVE"
     eventually(
         lambda: filled_count(system) >= before + 2, timeout=15, message="new fills after resume"
+    )
+
+
+def supervisorctl(system: System, *args: str) -> str:
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "supervisorctl"), "-c", str(system.conf), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_halt_with_the_supervisor_down_halts_and_the_supervisor_honours_it(
+    system: System,
+) -> None:
+    supervisorctl(system, "stop", "qts:supervisor")
+    out = system.ctl_json("halt", "--reason", "supervisor is down", timeout=30)
+    assert out["emergency"] is True
+    epoch = out["epoch"]
+    assert out["services"]["execution"]["state"] == "HALTED"
+    state = json.loads((system.var / "state" / "trading_state.json").read_text())
+    assert (state["state"], state["epoch"]) == ("HALTED", epoch)
+    before = venue_order_count(system)
+    supervisorctl(system, "start", "qts:supervisor")
+    status = eventually(
+        lambda: (s := system.call("supervisor", "status"))["epoch"] == epoch and s,
+        message="the supervisor comes back in the emergency state",
+    )
+    assert status["state"] == "HALTED"
+    eventually(lambda: all_alive(system), timeout=15, message="all alive")
+    seq = system.call("observer", "stats")["seq"]
+    eventually(
+        lambda: system.call("observer", "stats")["seq"] > seq + 200,
+        timeout=10,
+        message="market data flows while halted",
+    )
+    assert venue_order_count(system) == before
+    system.ctl("resume", "--yes", "--reason", "supervisor back")
+    eventually(
+        lambda: venue_order_count(system) > before, timeout=15, message="trading after resume"
     )
 
 

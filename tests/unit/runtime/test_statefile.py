@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from protocol.enums import TradingState
-from services.supervisor.store import PersistedState, StateStore
+from services.runtime.statefile import PersistedState, StateStore
 
 
 def test_first_start_without_file_then_initial_state_epoch_one(tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""The persisted trading state: written atomically and fsynced before anyone is told of it."""
+"""The persisted trading state, written atomically and fsynced before anyone is told of it.
+
+Shared by the supervisor (the owner) and qts-ctl, which writes HALTED here itself when the
+supervisor does not answer (the supervisor honours it when it comes back)."""
 
 from __future__ import annotations
 
