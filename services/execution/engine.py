@@ -26,6 +26,7 @@ from protocol.messages import (
 )
 from services.execution.adapters.base import (
     AdapterEvent,
+    BrokerOrder,
     BrokerAdapter,
     CancelRejected,
     Fill,
@@ -271,28 +272,41 @@ class ExecutionEngine:
             for r in self.journal.orders(limit=10_000_000)
             if r["broker_order_no"]
         }
+        awaited = {f.client_order_id for f in self.inflight.values() if not f.unknown}
         unanswered = [
             r
             for r in self.journal.orders(open_only=True, limit=1_000_000)
-            # PENDING too: a crash between the send and marking it SENT leaves it PENDING
-            if r["status"] in UNANSWERED and not r["broker_order_no"]
+            # PENDING too: a crash between the send and marking it SENT leaves it PENDING;
+            # an order sent moments ago whose answer is still on its way is not a difference
+            if r["status"] in UNANSWERED
+            and not r["broker_order_no"]
+            and r["client_order_id"] not in awaited
         ]
         by_no = {o.order_no: o for o in broker_orders}
+        awaited_rows = [
+            r
+            for r in self.journal.orders(open_only=True, limit=1_000_000)
+            if r["client_order_id"] in awaited and not r["broker_order_no"]
+        ]
+
+        def same(r: dict[str, Any], bo: BrokerOrder) -> bool:
+            return (
+                r["symbol"] == bo.symbol
+                and r["side"] == bo.side.value
+                and r["qty"] == bo.qty
+                and r["price"] == bo.price
+                and abs(bo.ts_ns - r["created_ns"]) < SENT_MATCH_WINDOW_NS
+            )
+
         for bo in sorted(broker_orders, key=lambda o: o.ts_ns):
             if bo.order_no in known:
                 continue
-            match = next(
-                (
-                    r
-                    for r in unanswered
-                    if r["symbol"] == bo.symbol
-                    and r["side"] == bo.side.value
-                    and r["qty"] == bo.qty
-                    and r["price"] == bo.price
-                    and abs(bo.ts_ns - r["created_ns"]) < SENT_MATCH_WINDOW_NS
-                ),
-                None,
-            )
+            match = next((r for r in unanswered if same(r, bo)), None)
+            on_its_way = next((r for r in awaited_rows if same(r, bo)), None)
+            if match is None and on_its_way is not None:
+                # our own order whose ack has not been read yet: the ack will map it
+                awaited_rows.remove(on_its_way)
+                continue
             if match is not None:
                 unanswered.remove(match)
                 coid = match["client_order_id"]
@@ -336,10 +350,7 @@ class ExecutionEngine:
                 if closed is not None:
                     stats["closed"] += 1
                     self.emit(closed)
-        inflight_coids = {f.client_order_id for f in self.inflight.values() if not f.unknown}
         for row in unanswered:
-            if row["client_order_id"] in inflight_coids:
-                continue  # just sent, its answer may still be on the way
             self.emit(
                 self.journal.record_rejected(
                     row["client_order_id"],

@@ -56,6 +56,7 @@ class ExecutionService(Service):
         self.every(0.1, self.tick)
         self.status, self.detail = "recovering", "reconciling with the broker"
         self.next_reconcile = 0.0
+        self.next_periodic = time.monotonic() + self.settings.execution.reconcile_interval_s
 
     # the adapter reads its own sockets (it may need multipart, or several frames at once)
     def _drain(self, sock: zmq.Socket[Any], handler: Any) -> None:
@@ -104,7 +105,21 @@ class ExecutionService(Service):
             self.try_reconcile()
         elif self.engine.ready:
             self.guard(lambda: self.engine.check_timeouts(now, time.time_ns()))
+            interval = self.settings.execution.reconcile_interval_s
+            if interval and now >= self.next_periodic:
+                self.next_periodic = now + interval
+                self.guard(self.periodic_reconcile)
         self.counters["open_orders"] = self.engine.open_orders()
+
+    def periodic_reconcile(self) -> None:
+        """Anything the broker knows that our notices did not tell us is a difference: it is
+        journaled and published like any event, counted, and logged."""
+        stats = self.engine.reconcile(time.time_ns())
+        differences = sum(stats.values())
+        self.count("reconciliations")
+        if differences:
+            self.count("reconcile_differences", differences)
+            logger.warning("periodic reconciliation found differences: {}", stats)
 
     def try_reconcile(self) -> None:
         try:

@@ -113,6 +113,8 @@ class ExecutionSettings(Section):
     journal_synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"
     max_intent_age_ms: int = Field(2_000, gt=0)
     reconcile_retry_ms: int = Field(1_000, gt=0)
+    # while running: compare open orders and fills with the broker this often (0 = never)
+    reconcile_interval_s: float = Field(30.0, ge=0)
 
 
 class AccountSettings(Section):
@@ -124,6 +126,7 @@ class VenueSettings(Section):
     ack_latency_ms: float = Field(0.0, ge=0)
     fill_latency_ms: float = Field(0.0, ge=0)
     queue_model: bool = True  # a resting order waits behind the displayed size at its price
+    synchronous: Literal["OFF", "NORMAL", "FULL"] = "NORMAL"  # venue.db; FULL survives power loss
 
 
 class PortfolioSettings(Section):

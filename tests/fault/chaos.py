@@ -29,10 +29,23 @@ from typing import Any
 from services.ctl.supervisord import Supervisord
 from tests.kit import System, eventually
 
-SERVICES = ("observer", "strategy", "risk", "execution", "portfolio", "performance", "venue",
-            "supervisor")
-CONFIG = {"STRATEGY_SCOPE": "pulse", "QTS_STRATEGY__PULSE_EVERY": "2",
-          "QTS_OBSERVER__RATE_HZ": "600", "LOG_LEVEL": "INFO"}
+SERVICES = (
+    "observer",
+    "strategy",
+    "risk",
+    "execution",
+    "portfolio",
+    "performance",
+    "venue",
+    "supervisor",
+)
+CONFIG = {
+    "STRATEGY_SCOPE": "pulse",
+    "QTS_STRATEGY__PULSE_EVERY": "2",
+    "QTS_OBSERVER__RATE_HZ": "600",
+    "QTS_EXECUTION__RECONCILE_INTERVAL_S": "1",  # exercise reconciliation while trading
+    "LOG_LEVEL": "INFO",
+}
 
 
 def pid_of(sup: Supervisord, service: str) -> int:
@@ -41,31 +54,46 @@ def pid_of(sup: Supervisord, service: str) -> int:
 
 def all_ready(system: System) -> bool:
     services = system.call("supervisor", "status", timeout=1.0)["services"]
-    return all(services.get(n, {}).get("alive") and services[n].get("status") == "ready"
-               for n in SERVICES if n != "supervisor")
+    return all(
+        services.get(n, {}).get("alive") and services[n].get("status") == "ready"
+        for n in SERVICES
+        if n != "supervisor"
+    )
 
 
 def venue_orders(system: System) -> list[dict[str, Any]]:
     return list(system.call("venue", "orders")["orders"])
 
 
-def kill_and_recover(system: System, sup: Supervisord, service: str, rng: random.Random
-                     ) -> dict[str, Any]:
+def kill_and_recover(
+    system: System, sup: Supervisord, service: str, rng: random.Random
+) -> dict[str, Any]:
     time.sleep(rng.uniform(0.3, 1.5))  # a random moment in the middle of trading
     before = len(venue_orders(system))
     old = pid_of(sup, service)
     t0 = time.monotonic()
     os.kill(old, signal.SIGKILL)
-    new = eventually(lambda: (p := pid_of(sup, service)) not in (0, old) and p, timeout=30,
-                     message=f"supervisord restarts {service}")
+    new = eventually(
+        lambda: (p := pid_of(sup, service)) not in (0, old) and p,
+        timeout=30,
+        message=f"supervisord restarts {service}",
+    )
     # the new process itself must be ready (the old one's last heartbeat still looks alive)
-    eventually(lambda: system.call(service, "ping", timeout=1.0)["pid"] == new
-               and system.call(service, "ping", timeout=1.0)["status"] == "ready",
-               timeout=30, message=f"{service} ready again")
+    eventually(
+        lambda: (
+            system.call(service, "ping", timeout=1.0)["pid"] == new
+            and system.call(service, "ping", timeout=1.0)["status"] == "ready"
+        ),
+        timeout=30,
+        message=f"{service} ready again",
+    )
     eventually(lambda: all_ready(system), timeout=30, message=f"all ready after {service}")
     back = time.monotonic() - t0
-    eventually(lambda: len(venue_orders(system)) >= before + 2, timeout=30,
-               message=f"trading resumes after killing {service}")
+    eventually(
+        lambda: len(venue_orders(system)) >= before + 2,
+        timeout=30,
+        message=f"trading resumes after killing {service}",
+    )
     return {"service": service, "recovered_s": round(back, 2)}
 
 
@@ -78,8 +106,9 @@ def check_invariants(system: System) -> dict[str, Any]:
     assert not doubled, f"venue orders journaled twice: {doubled[:5]}"
     venue_nos = {o["order_no"] for o in venue}
     unknown_to_journal = venue_nos - set(by_no)
-    assert not unknown_to_journal, f"venue orders missing from the journal: " \
-                                   f"{sorted(unknown_to_journal)[:5]}"
+    assert not unknown_to_journal, (
+        f"venue orders missing from the journal: {sorted(unknown_to_journal)[:5]}"
+    )
     adopted = [o for o in journal if o["client_order_id"].startswith("ADOPT-")]
     assert not adopted, f"orders adopted at reconcile (journal lost them): {adopted[:3]}"
     intents = Counter(o["intent_id"] for o in journal)
@@ -95,17 +124,27 @@ def check_invariants(system: System) -> dict[str, Any]:
     for o in venue:
         assert filled_by_order.get(o["order_no"], 0) == o["filled"], (
             f"venue order {o['order_no']} filled {o['filled']}, journal has "
-            f"{filled_by_order.get(o['order_no'], 0)}")
+            f"{filled_by_order.get(o['order_no'], 0)}"
+        )
     balance = system.call("venue", "balance")
-    positions = eventually(lambda: _portfolio_caught_up(system, len(fills)), timeout=15,
-                           message="portfolio applied every fill")
-    account = {p["symbol"]: p["qty"] for p in positions["positions"]
-               if p["strategy"] == "" and p["qty"]}
+    positions = eventually(
+        lambda: _portfolio_caught_up(system, len(fills)),
+        timeout=15,
+        message="portfolio applied every fill",
+    )
+    account = {
+        p["symbol"]: p["qty"] for p in positions["positions"] if p["strategy"] == "" and p["qty"]
+    }
     assert account == balance["holdings"], (account, balance["holdings"])
     assert positions["cash"] == balance["cash"], (positions["cash"], balance["cash"])
-    return {"venue_orders": len(venue), "journal_rows": len(journal), "fills": len(fills),
-            "denied": sum(1 for o in journal if o["status"] == "DENIED"),
-            "cash": balance["cash"], "holdings": balance["holdings"]}
+    return {
+        "venue_orders": len(venue),
+        "journal_rows": len(journal),
+        "fills": len(fills),
+        "denied": sum(1 for o in journal if o["status"] == "DENIED"),
+        "cash": balance["cash"],
+        "holdings": balance["holdings"],
+    }
 
 
 def _portfolio_caught_up(system: System, n_fills: int) -> dict[str, Any] | None:
@@ -129,9 +168,11 @@ def run(root: Path, rounds: int, seed: int) -> dict[str, Any]:
                 results.append(kill_and_recover(system, sup, service, rng))
         system.ctl("halt", "--reason", "chaos run over")
         time.sleep(0.5)
-        eventually(lambda: not system.call("execution", "orders",
-                                           {"open_only": True})["orders"], timeout=20,
-                   message="no open orders after halt")
+        eventually(
+            lambda: not system.call("execution", "orders", {"open_only": True})["orders"],
+            timeout=20,
+            message="no open orders after halt",
+        )
         figures = check_invariants(system)
     finally:
         system.stop()
@@ -147,9 +188,11 @@ def main() -> int:
         result = run(Path(tmp), args.rounds, args.seed)
     for kill in result.pop("kills"):
         print(f"killed {kill['service']:<12} back and ready in {kill['recovered_s']:>5.2f} s")
-    print(f"seed {args.seed}: {result['venue_orders']} venue orders = journal rows with a venue "
-          f"number, {result['fills']} fills, {result['denied']} denied intents; "
-          f"portfolio == venue: cash {result['cash']:,} KRW, holdings {result['holdings']}")
+    print(
+        f"seed {args.seed}: {result['venue_orders']} venue orders = journal rows with a venue "
+        f"number, {result['fills']} fills, {result['denied']} denied intents; "
+        f"portfolio == venue: cash {result['cash']:,} KRW, holdings {result['holdings']}"
+    )
     print("no lost order, no duplicate order, positions equal to the venue's")
     return 0
 

@@ -220,3 +220,19 @@ def test_reconcile_pending_row_found_at_broker_then_accepted_not_resent(tmp_path
     row = engine.journal.order(o.client_order_id)
     assert row["status"] == OrderStatus.ACCEPTED.value and row["broker_order_no"] == "V5"
     assert adapter.submits == [] and isinstance(out[-1], OrderAccepted)
+
+
+def test_periodic_reconcile_while_an_answer_is_awaited_then_no_difference(
+    tmp_path: Path,
+) -> None:
+    engine, adapter, out = make(tmp_path)
+    o = order()
+    submit(engine, o)  # sent; its ack is still on the way, the broker already lists it
+    adapter.orders = [BrokerOrder("V9", "005930", Side.BUY, 10, 70_000, 0, "open", NOW)]
+    stats = engine.reconcile(NOW)
+    assert stats == {"matched": 0, "adopted": 0, "fills": 0, "closed": 0, "lost": 0}
+    assert engine.journal.order(o.client_order_id)["status"] == OrderStatus.SENT.value
+    assert not any(isinstance(e, OrderRejected) for e in out)
+    engine.on_adapter([SubmitAccepted(1, "V9", NOW)], NOW, 2_000)  # the ack, read afterwards
+    assert engine.journal.order(o.client_order_id)["broker_order_no"] == "V9"
+    assert [r["client_order_id"] for r in engine.journal.orders()] == [o.client_order_id]
