@@ -261,8 +261,11 @@ class ExecutionEngine:
             self.reconcile(now_ns)
 
     # ------------------------------------------------------------------ reconciliation
-    def reconcile(self, now_ns: int) -> dict[str, int]:
-        """Match the journal with the broker's orders and fills. Raises BrokerUnavailable."""
+    def reconcile(self, now_ns: int, settle_ns: int = 0) -> dict[str, int]:
+        """Match the journal with the broker's orders and fills. Raises BrokerUnavailable.
+
+        settle_ns: fills younger than this are left to their notices, which are on their way
+        (a periodic check must not report a notice in flight as a difference)."""
         timeout = self.settings.broker.request_timeout_ms / 1000.0
         broker_orders = self.adapter.orders_today(timeout)
         broker_fills = self.adapter.fills_today(timeout)
@@ -330,7 +333,7 @@ class ExecutionEngine:
                 stats["adopted"] += 1
         for bf in sorted(broker_fills, key=lambda f: (f.ts_ns, f.order_no, f.fill_no)):
             coid = self.journal.coid_for(bf.order_no)
-            if coid is None:
+            if coid is None or now_ns - bf.ts_ns < settle_ns:
                 continue
             event = self.journal.record_fill(
                 coid, bf.order_no, bf.fill_no, bf.qty, bf.price, bf.ts_ns, now_ns, Trace()

@@ -114,7 +114,7 @@ class ExecutionService(Service):
     def periodic_reconcile(self) -> None:
         """Anything the broker knows that our notices did not tell us is a difference: it is
         journaled and published like any event, counted, and logged."""
-        stats = self.engine.reconcile(time.time_ns())
+        stats = self.engine.reconcile(time.time_ns(), settle_ns=1_000_000_000)
         differences = sum(stats.values())
         self.count("reconciliations")
         if differences:
