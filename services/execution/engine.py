@@ -219,11 +219,15 @@ class ExecutionEngine:
             return  # reconcile already matched it
         trace = msgspec.structs.replace(flight.trace, acked=mono_ns)
         self.emit(self.journal.record_accepted(coid, ev.order_no, now_ns, trace))
-        for notice in self.early.pop(ev.order_no, []):
-            self.on_notice(notice, now_ns)
+        self.apply_early(ev.order_no, now_ns)
         if coid in self.cancel_on_ack:
             self.cancel_on_ack.discard(coid)
             self.cancel(coid, "halt")
+
+    def apply_early(self, order_no: str, now_ns: int) -> None:
+        """Notices held because they came before the answer naming their order number."""
+        for notice in self.early.pop(order_no, []):
+            self.on_notice(notice, now_ns)
 
     def on_notice(self, ev: Fill | OrderClosed, now_ns: int) -> None:
         coid = self.journal.coid_for(ev.order_no)
@@ -319,9 +323,11 @@ class ExecutionEngine:
                 for ref, f in list(self.inflight.items()):
                     if f.client_order_id == coid:
                         del self.inflight[ref]
+                self.apply_early(bo.order_no, now_ns)
                 stats["matched"] += 1
             else:
                 self.journal.adopt(bo.order_no, bo.symbol, bo.side, bo.qty, bo.price, now_ns)
+                self.apply_early(bo.order_no, now_ns)
                 logger.warning(
                     "adopted broker order {} ({} {} {} @ {}) the journal did not know",
                     bo.order_no,

@@ -1,21 +1,23 @@
 """The paper venue process: a broker/exchange stand-in that execution reaches like a real one.
 
 ROUTER `venue`: VenueNewOrder / VenueCancel / VenueQuery, each answered once. PUB
-`venue_notice`: fills and order closes, numbered. Like KIS and Kiwoom it never echoes a client
-order id: its own order number is the key. It does not obey our halt (a broker would not); it
-matches against the observer's market data (SUB `md`).
+`venue_notice`: fills and order closes, numbered by their own increasing seq. Like KIS and
+Kiwoom it never echoes a client order id: its own order number is the key. It does not obey our
+halt (a broker would not); it matches against the observer's market data (SUB `md`).
+
+Order of effects, always: commit to SQLite, then answer, then notify. The ack of a new order
+goes out before any fill notice it caused, whatever latencies are configured.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import deque
 from typing import Any
 
 import zmq
 
 from protocol import codec
-from protocol.enums import MarketPhase
 from protocol.messages import Book, Instrument, MarketData, PhaseChanged, Trade
 from protocol.venue import (
     VenueAck,
@@ -27,74 +29,130 @@ from protocol.venue import (
     VenueOrderNotice,
     VenueQuery,
     VenueQueryReply,
+    VenueRequest,
 )
 from services.runtime.log import logger
 from services.runtime.service import Service
-from services.venue.matching import Reject, Venue, VFill, VOrder
+from services.venue.matching import FILLED, OPEN, Venue, VFill, VOrder, kst_day_start_ns
 from services.venue.store import VenueStore
+
+QUERIES = ("open_orders", "orders", "fills", "balance")
+
+
+def order_row(o: VOrder) -> dict[str, Any]:
+    """An order as plain data for qts-ctl (`filled` is the filled quantity)."""
+    return {
+        "order_no": o.order_no,
+        "symbol": o.symbol,
+        "side": o.side.value,
+        "qty": o.qty,
+        "price": o.price,
+        "order_type": o.order_type.value,
+        "tif": o.tif.value,
+        "filled": o.filled,
+        "leaves": o.leaves if o.status == OPEN else 0,
+        "status": o.status,
+        "reason": o.reason,
+        "ts_ns": o.ts_ns,
+    }
+
+
+def reference_changed(old: Instrument | None, new: Instrument) -> bool:
+    """Whether `new` says something `old` did not (stream and seq change on every message)."""
+    return old is None or (
+        old.market,
+        old.kind,
+        old.base_price,
+        old.upper_limit,
+        old.lower_limit,
+        old.name,
+    ) != (new.market, new.kind, new.base_price, new.upper_limit, new.lower_limit, new.name)
 
 
 class VenueService(Service):
     name = "venue"
-    listens_to_control = False
+    listens_to_control = False  # a broker does not obey our halt
 
     def setup(self) -> None:
-        acct = self.settings.account
-        self.venue = Venue(
-            acct.initial_cash, acct.commission_rate_bp, self.settings.venue.queue_model
-        )
-        self.store = VenueStore(self.settings.runtime.state_dir / "venue.db")
-        self.notice_seq = self.store.load(self.venue, acct.initial_cash)
+        acct, cfg = self.settings.account, self.settings.venue
+        self.venue = Venue(acct.initial_cash, acct.commission_rate_bp, cfg.queue_model)
+        self.store = VenueStore(self.settings.runtime.state_dir / "venue.db", cfg.synchronous)
+        loaded = self.store.load(acct.initial_cash)
+        self.venue.restore(loaded.cash, loaded.holdings, loaded.next_no, loaded.open_orders)
+        for inst in loaded.instruments:
+            self.venue.on_instrument(inst)
+        self.notice_seq = loaded.notice_seq
         logger.info(
-            "venue book: cash {:,} KRW, {} open orders", self.venue.cash, len(self.venue.open)
+            "venue account: cash {:,} KRW, {} holdings, {} open orders, next order {}, notice {}",
+            self.venue.cash,
+            len(self.venue.holdings),
+            len(self.venue.open),
+            self.venue.next_no,
+            self.notice_seq,
         )
+        self.ack_s = cfg.ack_latency_ms / 1000.0
+        self.fill_s = cfg.fill_latency_ms / 1000.0
+        # delayed sends, each queue in due order (its due times never decrease)
+        self.answers: deque[tuple[float, bytes, bytes]] = deque()
+        self.notices: deque[tuple[float, bytes]] = deque()
+        self.last_notice_due = 0.0
         self.router = self.bind(zmq.ROUTER, "venue")
-        self.notices = self.bind(zmq.PUB, "venue_notice")
+        self.notice_pub = self.bind(zmq.PUB, "venue_notice")
         self.md = self.connect(zmq.SUB, "md")
         self.on(self.md, "md", self.on_md)
-        self.on_router(self.router, "venue_request", self.handle)
-        self.delayed: list[tuple[float, Callable[[], None]]] = []
-        self.every(0.001, self.run_delayed)
+        self.on_router(self.router, "venue_request", self.on_request)
+        if self.ack_s > 0 or self.fill_s > 0:
+            self.every(0.001, self.flush_delayed)  # only when a latency is modelled
         self.command("orders", self.cmd_orders)
         self.command("balance", self.cmd_balance)
 
-    # ------------------------------------------------------------------ latency model
-    def later(self, delay_ms: float, fn: Callable[[], None]) -> None:
-        if delay_ms <= 0:
-            fn()
-        else:
-            self.delayed.append((time.monotonic() + delay_ms / 1000.0, fn))
+    def teardown(self) -> None:
+        if self.answers or self.notices:
+            # like a broker that died: the state is committed, clients reconcile by query
+            logger.warning(
+                "venue stopping with {} answers and {} notices not yet sent",
+                len(self.answers),
+                len(self.notices),
+            )
+        self.store.close()
 
-    def run_delayed(self) -> None:
-        if not self.delayed:
-            return
+    # ------------------------------------------------------------------ sending
+    def answer(self, identity: bytes, msg: VenueAck | VenueQueryReply) -> float:
+        """Send (or schedule) one answer; returns when it goes out (monotonic seconds)."""
+        frame = codec.encode(msg)
         now = time.monotonic()
-        due = [fn for t, fn in self.delayed if t <= now]
-        self.delayed = [(t, fn) for t, fn in self.delayed if t > now]
-        for fn in due:
-            fn()
+        if self.ack_s <= 0:
+            self.router.send_multipart([identity, b"", frame])
+            return now
+        due = now + self.ack_s
+        self.answers.append((due, identity, frame))
+        return due
 
-    # ------------------------------------------------------------------ market data
-    def on_md(self, event: MarketData) -> None:
-        now = time.time_ns()
-        if isinstance(event, Trade):
-            self.commit_and_notify([], self.venue.on_trade(event, now))
-        elif isinstance(event, Book):
-            self.commit_and_notify([], self.venue.on_book(event, now))
-        elif isinstance(event, Instrument):
-            self.venue.on_instrument(event)
-        elif isinstance(event, PhaseChanged) and event.symbol == "":
-            closed = event.phase is MarketPhase.CLOSED
-            if closed and not self.venue.closed_market:
-                self.commit_and_notify(self.venue.expire_all(), [], reason="expired at close")
-            self.venue.closed_market = closed
-
-    def commit_and_notify(
-        self, closed: list[VOrder], fills: list[VFill], reason: str = "", saved: bool = False
-    ) -> None:
-        if not closed and not fills:
+    def notify(self, notices: list[VenueFillNotice | VenueOrderNotice], not_before: float) -> None:
+        """Publish notices in seq order, never before `not_before` (their order's ack)."""
+        now = time.monotonic()
+        due = max(now + self.fill_s, not_before, self.last_notice_due)
+        if due <= now and not self.notices:
+            for n in notices:
+                self.notice_pub.send(codec.encode(n))
             return
-        notices: list[Any] = []
+        self.last_notice_due = due
+        self.notices.extend((due, codec.encode(n)) for n in notices)
+
+    def flush_delayed(self) -> None:
+        now = time.monotonic()
+        # answers first: a new order's fill notices are due no earlier than its ack
+        while self.answers and self.answers[0][0] <= now:
+            _, identity, frame = self.answers.popleft()
+            self.router.send_multipart([identity, b"", frame])
+        while self.notices and self.notices[0][0] <= now:
+            self.notice_pub.send(self.notices.popleft()[1])
+
+    def commit(
+        self, orders: list[VOrder], fills: list[VFill], closed: list[VOrder]
+    ) -> list[VenueFillNotice | VenueOrderNotice]:
+        """Number the notices for `fills` and `closed`, commit everything, return the notices."""
+        notices: list[VenueFillNotice | VenueOrderNotice] = []
         for f in fills:
             self.notice_seq += 1
             notices.append(
@@ -110,6 +168,7 @@ class VenueService(Service):
                     ts_ns=f.ts_ns,
                 )
             )
+        now_ns = time.time_ns()
         for o in closed:
             self.notice_seq += 1
             notices.append(
@@ -118,104 +177,131 @@ class VenueService(Service):
                     order_no=o.order_no,
                     status=o.status,
                     leaves_qty=o.leaves,
-                    ts_ns=time.time_ns(),
-                    reason=reason,
+                    ts_ns=now_ns,
+                    reason=o.reason,
                 )
             )
-        if not saved:
-            self.store.save(self.venue, closed, fills, self.notice_seq)  # on disk before told
+        v = self.venue
+        self.store.commit(
+            cash=v.cash,
+            holdings=v.holdings,
+            next_no=v.next_no,
+            notice_seq=self.notice_seq,
+            orders=[*orders, *closed],
+            fills=fills,
+        )
+        if fills:
+            self.count("fills", len(fills))
+        return notices
+
+    # ------------------------------------------------------------------ market data
+    def on_md(self, event: MarketData) -> None:
+        if isinstance(event, Trade):
+            fills = self.venue.on_trade(event, time.time_ns())
+        elif isinstance(event, Book):
+            fills = self.venue.on_book(event, time.time_ns())
+        elif isinstance(event, Instrument):
+            # about one a second a symbol: cheap to compare, written only when it changed
+            if reference_changed(self.venue.instruments.get(event.symbol), event):
+                self.store.save_instrument(event)
+            self.venue.on_instrument(event)
+            self.count("instruments")
+            return
+        elif isinstance(event, PhaseChanged):
+            expired = self.venue.on_phase(event)
+            if expired:
+                self.count("expired", len(expired))
+                logger.info("market closed: {} open orders expired", len(expired))
+                self.notify(self.commit([], [], expired), 0.0)
+            return
         else:
-            self.store.save(self.venue, [], [], self.notice_seq)  # the notice counter
-        frames = [codec.encode(n) for n in notices]
-
-        def send() -> None:
-            for frame in frames:
-                self.notices.send(frame)
-
-        self.later(self.settings.venue.fill_latency_ms, send)
+            return  # EndOfStream: resting orders stay as they are
+        if fills:
+            self.notify(self.commit([], fills, []), 0.0)
 
     # ------------------------------------------------------------------ requests
-    def send_to(self, identity: bytes, msg: Any, delay_ms: float = 0.0) -> None:
-        frame = codec.encode(msg)
-
-        def send() -> None:
-            self.router.send_multipart([identity, b"", frame])
-
-        self.later(delay_ms, send)
-
-    def handle(self, identity: bytes, req: Any) -> None:
-        now = time.time_ns()
-        ack_ms = self.settings.venue.ack_latency_ms
+    def on_request(self, identity: bytes, req: VenueRequest) -> None:
         if isinstance(req, VenueNewOrder):
-            try:
-                order, fills = self.venue.submit(
-                    req.symbol, req.side, req.qty, req.price, req.order_type, req.tif, now
-                )
-            except Reject as rej:
-                self.count(f"rejects.{rej.code}")
-                self.send_to(
-                    identity,
-                    VenueAck(
-                        req_id=req.req_id, ok=False, code=rej.code, message=rej.message, ts_ns=now
-                    ),
-                    ack_ms,
-                )
-                return
-            self.store.save(self.venue, [order], fills, self.notice_seq)
-            self.send_to(
-                identity,
-                VenueAck(req_id=req.req_id, ok=True, order_no=order.order_no, ts_ns=now),
-                ack_ms,
-            )
-            closed = [order] if order.status == "canceled" else []
-            self.commit_and_notify(closed, fills, reason="IOC/FOK/market remainder", saved=True)
+            self.new_order(identity, req)
         elif isinstance(req, VenueCancel):
-            try:
-                order = self.venue.cancel(req.order_no)
-            except Reject:
-                status = self.store.order_status(req.order_no)
-                code = "ORDER_CLOSED" if status else "ORDER_NOT_FOUND"
-                self.send_to(
-                    identity,
-                    VenueAck(
-                        req_id=req.req_id,
-                        ok=False,
-                        code=code,
-                        message=f"order {req.order_no}: {status or 'unknown'}",
-                        ts_ns=now,
-                    ),
-                    ack_ms,
-                )
-                return
-            self.store.save(self.venue, [order], [], self.notice_seq)
-            self.send_to(
-                identity,
-                VenueAck(req_id=req.req_id, ok=True, order_no=order.order_no, ts_ns=now),
-                ack_ms,
-            )
-            self.commit_and_notify([order], [], reason="canceled by request", saved=True)
-        elif isinstance(req, VenueQuery):
-            self.send_to(identity, self.query(req))
+            self.cancel(identity, req)
+        else:
+            self.answer(identity, self.query(req))
 
-    def query(self, req: VenueQuery) -> VenueQueryReply:
+    def new_order(self, identity: bytes, req: VenueNewOrder) -> None:
+        now_ns = time.time_ns()
+        result = self.venue.submit(
+            req.symbol, req.side, req.qty, req.price, req.order_type, req.tif, now_ns
+        )
+        if result.rejected is not None or result.order is None:
+            code = result.rejected.code if result.rejected else "BAD_ORDER"
+            message = result.rejected.message if result.rejected else "refused"
+            self.count(f"rejects.{code}")
+            self.answer(
+                identity,
+                VenueAck(req_id=req.req_id, ok=False, code=code, message=message, ts_ns=now_ns),
+            )
+            return
+        order = result.order
+        self.count("orders")
+        closed = [] if order.status in (OPEN, FILLED) else [order]
+        notices = self.commit([order], result.fills, closed)
+        acked = self.answer(
+            identity, VenueAck(req_id=req.req_id, ok=True, order_no=order.order_no, ts_ns=now_ns)
+        )
+        if notices:
+            self.notify(notices, acked)
+
+    def cancel(self, identity: bytes, req: VenueCancel) -> None:
+        now_ns = time.time_ns()
+        order = self.venue.cancel(req.order_no)
+        if order is None:
+            status = self.store.order_status(req.order_no)
+            code = "ORDER_CLOSED" if status else "ORDER_NOT_FOUND"
+            message = f"order {req.order_no} is {status}" if status else "no such order"
+            self.answer(
+                identity,
+                VenueAck(
+                    req_id=req.req_id,
+                    ok=False,
+                    order_no=req.order_no,
+                    code=code,
+                    message=message,
+                    ts_ns=now_ns,
+                ),
+            )
+            return
+        self.count("cancels")
+        notices = self.commit([], [], [order])
+        acked = self.answer(
+            identity, VenueAck(req_id=req.req_id, ok=True, order_no=order.order_no, ts_ns=now_ns)
+        )
+        self.notify(notices, acked)
+
+    def query(self, req: VenueQuery) -> VenueAck | VenueQueryReply:
+        today = kst_day_start_ns(time.time_ns())
         if req.what in ("open_orders", "orders"):
-            rows = self.store.orders(open_only=req.what == "open_orders")
+            rows = (
+                self.store.orders(open_only=True)
+                if req.what == "open_orders"
+                else self.store.orders(since_ns=today)
+            )
             return VenueQueryReply(
                 req_id=req.req_id,
                 orders=[
                     VenueOrder(
-                        order_no=r[0],
-                        symbol=r[1],
-                        side=r[2],
-                        qty=r[3],
-                        price=r[4],
-                        order_type=r[5],
-                        tif=r[6],
-                        filled_qty=r[7],
-                        status=r[8],
-                        ts_ns=r[9],
+                        order_no=o.order_no,
+                        symbol=o.symbol,
+                        side=o.side,
+                        qty=o.qty,
+                        price=o.price,
+                        order_type=o.order_type,
+                        tif=o.tif,
+                        filled_qty=o.filled,
+                        status=o.status,
+                        ts_ns=o.ts_ns,
                     )
-                    for r in rows
+                    for o in rows
                 ],
             )
         if req.what == "fills":
@@ -223,48 +309,45 @@ class VenueService(Service):
                 req_id=req.req_id,
                 fills=[
                     VenueFill(
-                        order_no=r[0],
-                        fill_no=r[1],
-                        symbol=r[2],
-                        side=r[3],
-                        qty=r[4],
-                        price=r[5],
-                        ts_ns=r[6],
+                        order_no=f.order_no,
+                        fill_no=f.fill_no,
+                        symbol=f.symbol,
+                        side=f.side,
+                        qty=f.qty,
+                        price=f.price,
+                        ts_ns=f.ts_ns,
                     )
-                    for r in self.store.fills()
+                    for f in self.store.fills(since_ns=today)
                 ],
             )
-        return VenueQueryReply(
+        if req.what == "balance":
+            return VenueQueryReply(
+                req_id=req.req_id,
+                cash=self.venue.cash,
+                holdings={s: q for s, q in self.venue.holdings.items() if q},
+            )
+        self.count("rejects.BAD_QUERY")
+        return VenueAck(
             req_id=req.req_id,
-            cash=self.venue.cash,
-            holdings={s: q for s, q in self.venue.holdings.items() if q},
+            ok=False,
+            code="BAD_QUERY",
+            message=f"unknown query {req.what!r}; one of {', '.join(QUERIES)}",
+            ts_ns=time.time_ns(),
         )
 
     # ------------------------------------------------------------------ operators
     def cmd_orders(self, args: dict[str, Any]) -> dict[str, Any]:
-        keys = (
-            "order_no",
-            "symbol",
-            "side",
-            "qty",
-            "price",
-            "order_type",
-            "tif",
-            "filled",
-            "status",
-            "ts_ns",
-        )
-        return {
-            "orders": [
-                dict(zip(keys, r, strict=True))
-                for r in self.store.orders(bool(args.get("open_only")))
-            ]
-        }
+        """Every order the venue ever numbered (or only open ones), by number."""
+        rows = self.store.orders(open_only=bool(args.get("open_only")))
+        return {"orders": [order_row(o) for o in rows]}
 
     def cmd_balance(self, args: dict[str, Any]) -> dict[str, Any]:
+        v = self.venue
         return {
-            "cash": self.venue.cash,
-            "holdings": {s: q for s, q in self.venue.holdings.items() if q},
-            "reserved_cash": self.venue.reserved_cash(),
-            "open_orders": len(self.venue.open),
+            "cash": v.cash,
+            "holdings": {s: q for s, q in v.holdings.items() if q},
+            "reserved_cash": v.reserved_cash(),
+            "buying_power": v.buying_power(),
+            "open_orders": len(v.open),
+            "market_closed": v.market_closed,
         }

@@ -236,3 +236,17 @@ def test_periodic_reconcile_while_an_answer_is_awaited_then_no_difference(
     engine.on_adapter([SubmitAccepted(1, "V9", NOW)], NOW, 2_000)  # the ack, read afterwards
     assert engine.journal.order(o.client_order_id)["broker_order_no"] == "V9"
     assert [r["client_order_id"] for r in engine.journal.orders()] == [o.client_order_id]
+
+
+def test_notice_held_for_an_order_reconcile_then_matches_is_applied(tmp_path: Path) -> None:
+    engine, adapter, out = make(tmp_path)
+    o = order()
+    submit(engine, o)
+    # the fill notice overtakes the ack, then the ack is lost (the venue died after sending it)
+    engine.on_adapter([Fill("V5", 1, 10, 70_000, 0, NOW)], NOW, 2_000)
+    adapter.orders = [BrokerOrder("V5", "005930", Side.BUY, 10, 70_000, 10, "filled", NOW)]
+    engine.inflight.clear()  # as after the timeout: no answer expected any more
+    engine.reconcile(NOW, settle_ns=10**12)  # the broker's fill list does not help here
+    row = engine.journal.order(o.client_order_id)
+    assert (row["broker_order_no"], row["status"]) == ("V5", OrderStatus.FILLED.value)
+    assert sum(isinstance(e, OrderFilled) for e in out) == 1
