@@ -26,11 +26,12 @@ from protocol.messages import (
 )
 from services.execution.adapters.base import (
     AdapterEvent,
-    BrokerOrder,
     BrokerAdapter,
+    BrokerOrder,
     CancelRejected,
     Fill,
     NoticeGap,
+    NotSent,
     OrderClosed,
     SubmitAccepted,
     SubmitRejected,
@@ -40,7 +41,7 @@ from services.runtime.log import logger
 from services.runtime.settings import Settings
 
 UNANSWERED = (OrderStatus.PENDING.value, OrderStatus.SENT.value)
-SENT_MATCH_WINDOW_NS = 60_000_000_000  # an unanswered order matches broker orders this close
+CLOCK_SKEW_NS = 1_000_000_000  # broker and host clocks may disagree by this much
 
 
 @dataclass
@@ -68,6 +69,7 @@ class ExecutionEngine:
         self.early: dict[str, list[Fill | OrderClosed]] = {}  # notices before their order's ack
         self.cancel_on_ack: set[str] = set()  # halted while the order had no number yet
         self.halt_cancelling: set[str] = set()  # cancelled for the current halt, unconfirmed
+        self.cancel_retry: set[str] = set()  # cancels that could not leave (broker down)
         self.ready = False
         self.counters: dict[str, int] = {}
         self.halt_epoch = 0
@@ -147,7 +149,18 @@ class ExecutionEngine:
         self.emit(self.journal.record_pending(o, now_ns))  # committed before the send
         ref = next(self.refs)
         self.inflight[ref] = InFlight(o.client_order_id, mono_ns / 1e9, trace)
-        self.adapter.submit(ref, o)
+        try:
+            self.adapter.submit(ref, o)
+        except NotSent as exc:
+            # provably never left: rejected, not "unknown" (nothing to reconcile)
+            del self.inflight[ref]
+            self.count("orders_not_sent")
+            self.emit(
+                self.journal.record_rejected(
+                    o.client_order_id, Reason.BROKER_UNAVAILABLE, str(exc), now_ns
+                )
+            )
+            return
         self.journal.mark_sent(o.client_order_id, now_ns)
         self.count("orders_sent")
 
@@ -161,9 +174,20 @@ class ExecutionEngine:
         if not row["broker_order_no"]:
             self.cancel_on_ack.add(coid)
             return True
-        self.adapter.cancel(next(self.refs), row["broker_order_no"])
+        try:
+            self.adapter.cancel(next(self.refs), row["broker_order_no"])
+        except NotSent:
+            self.cancel_retry.add(coid)  # tried again by retry_cancels() until it goes out
+            self.count("cancels_not_sent")
+            return True
+        self.cancel_retry.discard(coid)
         self.count("cancels_sent")
         return True
+
+    def retry_cancels(self) -> None:
+        for coid in list(self.cancel_retry):
+            if not self.cancel(coid, "retry"):
+                self.cancel_retry.discard(coid)  # closed meanwhile
 
     # ------------------------------------------------------------------ halt
     def cancel_all(self, epoch: int) -> int:
@@ -296,21 +320,33 @@ class ExecutionEngine:
             if r["client_order_id"] in awaited and not r["broker_order_no"]
         ]
 
+        window_ns = int((timeout + 1.0) * 1e9)
+
         def same(r: dict[str, Any], bo: BrokerOrder) -> bool:
+            # the broker received it after we journaled it, and within the answer timeout
+            # (the adapter queues nothing across a disconnect, so it cannot arrive later)
+            lag = bo.ts_ns - r["created_ns"]
             return (
                 r["symbol"] == bo.symbol
                 and r["side"] == bo.side.value
                 and r["qty"] == bo.qty
                 and r["price"] == bo.price
-                and abs(bo.ts_ns - r["created_ns"]) < SENT_MATCH_WINDOW_NS
+                and -CLOCK_SKEW_NS <= lag <= window_ns
             )
+
+        def closest(rows: list[dict[str, Any]], bo: BrokerOrder) -> dict[str, Any] | None:
+            candidates = [r for r in rows if same(r, bo)]
+            return min(candidates, key=lambda r: abs(bo.ts_ns - r["created_ns"]), default=None)
 
         for bo in sorted(broker_orders, key=lambda o: o.ts_ns):
             if bo.order_no in known:
                 continue
-            match = next((r for r in unanswered if same(r, bo)), None)
-            on_its_way = next((r for r in awaited_rows if same(r, bo)), None)
-            if match is None and on_its_way is not None:
+            match = closest(unanswered, bo)
+            on_its_way = closest(awaited_rows, bo)
+            if on_its_way is not None and (
+                match is None
+                or abs(bo.ts_ns - on_its_way["created_ns"]) < abs(bo.ts_ns - match["created_ns"])
+            ):
                 # our own order whose ack has not been read yet: the ack will map it
                 awaited_rows.remove(on_its_way)
                 continue

@@ -105,6 +105,8 @@ class ExecutionService(Service):
             self.try_reconcile()
         elif self.engine.ready:
             self.guard(lambda: self.engine.check_timeouts(now, time.time_ns()))
+            if self.engine.cancel_retry:
+                self.engine.retry_cancels()
             interval = self.settings.execution.reconcile_interval_s
             if interval and now >= self.next_periodic:
                 self.next_periodic = now + interval

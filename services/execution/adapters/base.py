@@ -92,6 +92,11 @@ class BrokerFill:
     ts_ns: int
 
 
+class NotSent(Exception):
+    """submit/cancel provably did not leave this process (no connection to the broker):
+    nothing can have happened at the broker, so there is nothing to reconcile."""
+
+
 class BrokerUnavailable(Exception):
     """A query got no answer in time, or the broker said it cannot answer."""
 

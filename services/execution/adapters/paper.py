@@ -29,6 +29,7 @@ from services.execution.adapters.base import (
     CancelRejected,
     Fill,
     NoticeGap,
+    NotSent,
     OrderClosed,
     SubmitAccepted,
     SubmitRejected,
@@ -56,6 +57,9 @@ class PaperAdapter(BrokerAdapter):
         self.ctx = ctx
         self.dealer = ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.LINGER, 0)
+        # queue nothing for a venue that is not connected: a request queued across a venue
+        # restart would reach it seconds later, long after we gave up waiting for it
+        self.dealer.setsockopt(zmq.IMMEDIATE, 1)
         self.dealer.connect(self.venue_addr)
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
@@ -125,11 +129,17 @@ class PaperAdapter(BrokerAdapter):
             order_type=order.order_type,
             tif=order.tif,
         )
-        self.dealer.send_multipart([b"", codec.encode(req)])
+        self._send(codec.encode(req))
 
     def cancel(self, ref: int, order_no: str) -> None:
+        self._send(codec.encode(VenueCancel(req_id=ref, order_no=order_no)))
         self.pending_cancels[ref] = order_no
-        self.dealer.send_multipart([b"", codec.encode(VenueCancel(req_id=ref, order_no=order_no))])
+
+    def _send(self, frame: bytes) -> None:
+        try:
+            self.dealer.send_multipart([b"", frame], zmq.NOBLOCK)
+        except zmq.Again:
+            raise NotSent("the paper venue is not connected") from None
 
     # ------------------------------------------------------------------ blocking queries
     def _query(self, what: str, timeout: float) -> VenueQueryReply:

@@ -9,6 +9,7 @@ from typing import Any
 from protocol.enums import Side
 from protocol.messages import ExecEvent, SubmitOrder
 from services.execution.adapters.base import (
+    NotSent,
     AdapterEvent,
     BrokerAdapter,
     BrokerFill,
@@ -32,6 +33,7 @@ class FakeAdapter(BrokerAdapter):
         self.orders: list[BrokerOrder] = []
         self.fills: list[BrokerFill] = []
         self.down = False
+        self.disconnected = False  # submit/cancel raise NotSent, as with no connection
 
     def start(self, ctx: Any) -> None:
         pass
@@ -46,11 +48,15 @@ class FakeAdapter(BrokerAdapter):
         return []
 
     def submit(self, ref: int, order: SubmitOrder) -> None:
+        if self.disconnected:
+            raise NotSent("fake venue not connected")
         if self.journal is not None:  # what a crash right now would leave behind
             self.journal_status_at_send.append(self.journal.order(order.client_order_id)["status"])
         self.submits.append((ref, order))
 
     def cancel(self, ref: int, order_no: str) -> None:
+        if self.disconnected:
+            raise NotSent("fake venue not connected")
         self.cancels.append((ref, order_no))
 
     def orders_today(self, timeout: float) -> list[BrokerOrder]:

@@ -250,3 +250,40 @@ def test_notice_held_for_an_order_reconcile_then_matches_is_applied(tmp_path: Pa
     row = engine.journal.order(o.client_order_id)
     assert (row["broker_order_no"], row["status"]) == ("V5", OrderStatus.FILLED.value)
     assert sum(isinstance(e, OrderFilled) for e in out) == 1
+
+
+def test_submit_when_broker_not_connected_then_rejected_not_unknown(tmp_path: Path) -> None:
+    engine, adapter, out = make(tmp_path)
+    adapter.disconnected = True
+    o = order()
+    submit(engine, o)
+    row = engine.journal.order(o.client_order_id)
+    assert row["status"] == OrderStatus.REJECTED.value and row["code"] == Reason.BROKER_UNAVAILABLE
+    assert not engine.inflight
+
+
+def test_cancel_when_broker_not_connected_then_retried_until_it_goes_out(tmp_path: Path) -> None:
+    engine, adapter, out = make(tmp_path)
+    o = order()
+    submit(engine, o)
+    engine.on_adapter([SubmitAccepted(1, "V1", NOW)], NOW, 2_000)
+    adapter.disconnected = True
+    assert engine.cancel_all(epoch=2) == 1
+    assert adapter.cancels == []
+    adapter.disconnected = False
+    engine.retry_cancels()
+    assert [no for _, no in adapter.cancels] == ["V1"] and not engine.cancel_retry
+
+
+def test_reconcile_unknown_order_does_not_take_a_later_identical_broker_order(
+    tmp_path: Path,
+) -> None:
+    engine, adapter, out = make(tmp_path)
+    o = order()
+    submit(engine, o, now=NOW)
+    engine.inflight.clear()  # timed out: outcome unknown
+    later = NOW + 10_000_000_000  # an identical order the broker got 10 s later is not ours
+    adapter.orders = [BrokerOrder("V7", "005930", Side.BUY, 10, 70_000, 0, "open", later)]
+    stats = engine.reconcile(later)
+    assert stats["matched"] == 0 and stats["adopted"] == 1 and stats["lost"] == 1
+    assert engine.journal.order(o.client_order_id)["status"] == OrderStatus.REJECTED.value
