@@ -9,12 +9,12 @@ from typing import Any
 from protocol.enums import Side
 from protocol.messages import ExecEvent, SubmitOrder
 from services.execution.adapters.base import (
-    NotSent,
     AdapterEvent,
     BrokerAdapter,
     BrokerFill,
     BrokerOrder,
     BrokerUnavailable,
+    NotSent,
 )
 from services.execution.engine import ExecutionEngine
 from services.execution.journal import Journal

@@ -253,7 +253,7 @@ def test_notice_held_for_an_order_reconcile_then_matches_is_applied(tmp_path: Pa
 
 
 def test_submit_when_broker_not_connected_then_rejected_not_unknown(tmp_path: Path) -> None:
-    engine, adapter, out = make(tmp_path)
+    engine, adapter, _ = make(tmp_path)
     adapter.disconnected = True
     o = order()
     submit(engine, o)
@@ -263,7 +263,7 @@ def test_submit_when_broker_not_connected_then_rejected_not_unknown(tmp_path: Pa
 
 
 def test_cancel_when_broker_not_connected_then_retried_until_it_goes_out(tmp_path: Path) -> None:
-    engine, adapter, out = make(tmp_path)
+    engine, adapter, _ = make(tmp_path)
     o = order()
     submit(engine, o)
     engine.on_adapter([SubmitAccepted(1, "V1", NOW)], NOW, 2_000)
@@ -278,7 +278,7 @@ def test_cancel_when_broker_not_connected_then_retried_until_it_goes_out(tmp_pat
 def test_reconcile_unknown_order_does_not_take_a_later_identical_broker_order(
     tmp_path: Path,
 ) -> None:
-    engine, adapter, out = make(tmp_path)
+    engine, adapter, _ = make(tmp_path)
     o = order()
     submit(engine, o, now=NOW)
     engine.inflight.clear()  # timed out: outcome unknown
