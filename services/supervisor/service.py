@@ -20,9 +20,9 @@ from protocol.enums import TradingState
 from protocol.messages import CtlReply, Heartbeat, TradingStateUpdate
 from services.runtime.log import logger
 from services.runtime.service import DEFERRED, CommandError, Deferred, Service
+from services.runtime.statefile import PersistedState, StateStore
 from services.supervisor.engine import HeartbeatTable, PendingChange
 from services.supervisor.states import InvalidTransition, next_state
-from services.runtime.statefile import PersistedState, StateStore
 
 
 class SupervisorService(Service):
