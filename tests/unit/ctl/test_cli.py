@@ -144,8 +144,9 @@ def test_halt_sends_reason_and_by_and_renders_acks(serve: Callable[[Handler], Se
     server = serve(ok({**ACKS, "acks": {"risk": ACKS["acks"]["risk"]}}))
     result = CliRunner().invoke(cli, ["halt", "--reason", "fat finger", "--by", "kim"])
     assert result.exit_code == 0, result.output
-    assert server.requests[0].command == "halt"
-    assert server.requests[0].args == {"reason": "fat finger", "by": "kim"}
+    # a ping first: a dead supervisor must switch to the emergency halt at once
+    assert [r.command for r in server.requests] == ["ping", "halt"]
+    assert server.requests[1].args == {"reason": "fat finger", "by": "kim"}
     assert "trading state HALTED (epoch 5)" in result.output
     assert "7 cancels sent, 6 confirmed" in result.output
 
