@@ -141,6 +141,15 @@ class ObserverService(Service):
         self.status, self.detail = "done", detail
         logger.info("{}", detail)
 
+    def heartbeat_counters(self) -> dict[str, int]:
+        # per-symbol market-data age for the supervisor's stale-data guardrail (10 a second)
+        now = time.monotonic()
+        out = dict(self.counters)
+        for sym, s in self.engine.symbols.items():
+            if s.last_mono:
+                out[f"md_age_ms.{sym}"] = int((now - s.last_mono) * 1000)
+        return out
+
     def cmd_stats(self, args: dict[str, Any]) -> dict[str, Any]:
         out = self.engine.stats(time.monotonic_ns() / 1e9)
         end = self.finished if self.done else time.monotonic()

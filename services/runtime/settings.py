@@ -154,6 +154,41 @@ class SupervisorSettings(Section):
     ]
 
 
+class GuardrailSettings(Section):
+    """Limits the supervisor enforces on its own (services/supervisor/guardrails.py). Each
+    guardrail has its own `*_enabled` flag; amounts are KRW, durations milliseconds."""
+
+    evaluate_interval_ms: int = Field(100, gt=0)
+    # 1. net PnL (realized + unrealized - fees - taxes) below -max_daily_loss -> HALTED
+    daily_loss_enabled: bool = True
+    max_daily_loss: int = Field(2_000_000, gt=0)
+    # 2. equity this far below the day's (KST) peak -> HALTED
+    drawdown_enabled: bool = True
+    max_drawdown: int = Field(3_000_000, gt=0)
+    # 3. gross notional of the account, or one position's notional, above a limit -> REDUCING
+    exposure_enabled: bool = True
+    max_gross_exposure: int = Field(80_000_000, gt=0)
+    max_position_notional: int = Field(20_000_000, gt=0)
+    # 4. a critical service (supervisor.critical) silent this long after it was seen -> HALTED;
+    # longer than a supervisorctl restart takes, so a planned restart does not halt trading
+    heartbeat_loss_enabled: bool = True
+    heartbeat_loss_ms: int = Field(3_000, gt=0)
+    # 5. this many OrderRejected within the window -> HALTED
+    reject_storm_enabled: bool = True
+    reject_storm_count: int = Field(20, gt=0)
+    reject_storm_window_s: float = Field(10.0, gt=0)
+    # not counted: BROKER_UNAVAILABLE orders provably never left (a broker restart or outage),
+    # so a planned restart of the broker connection does not halt trading
+    reject_storm_ignore_codes: list[str] = ["BROKER_UNAVAILABLE"]
+    # 6. while ACTIVE, a symbol without market data for this long (observer heartbeats) -> HALTED
+    stale_md_enabled: bool = True
+    stale_md_ms: int = Field(5_000, gt=0)
+    # 7. a heartbeat stamped this far from the supervisor's wall clock -> warn (or HALTED)
+    clock_skew_enabled: bool = True
+    max_clock_skew_ms: int = Field(500, gt=0)
+    clock_skew_action: Literal["warn", "HALTED"] = "warn"
+
+
 class Settings(Section):
     runtime: RuntimeSettings = RuntimeSettings()
     observer: ObserverSettings = ObserverSettings()
@@ -166,6 +201,7 @@ class Settings(Section):
     portfolio: PortfolioSettings = PortfolioSettings()
     performance: PerformanceSettings = PerformanceSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    guardrails: GuardrailSettings = GuardrailSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -17,11 +17,19 @@ import zmq
 from protocol import codec
 from protocol.codes import CtlCode
 from protocol.enums import TradingState
-from protocol.messages import CtlReply, Heartbeat, TradingStateUpdate
+from protocol.messages import (
+    CtlReply,
+    ExecEvent,
+    Heartbeat,
+    OrderRejected,
+    PortfolioSnapshot,
+    TradingStateUpdate,
+)
 from services.runtime.log import logger
 from services.runtime.service import DEFERRED, CommandError, Deferred, Service
 from services.runtime.statefile import PersistedState, StateStore
 from services.supervisor.engine import HeartbeatTable, PendingChange
+from services.supervisor.guardrails import Guardrails
 from services.supervisor.states import InvalidTransition, next_state
 
 
@@ -56,6 +64,13 @@ class SupervisorService(Service):
         for trigger in ("halt", "reduce", "resume"):
             self.command(trigger, functools.partial(self.transition, trigger))
         self.command("status", self.cmd_status)
+        # guardrails: limits that move the state without an operator (docs/operations.md)
+        self.guardrails = Guardrails(self.settings.guardrails, cfg.critical)
+        self.portfolio_sub = self.connect(zmq.SUB, "portfolio")
+        self.on(self.portfolio_sub, "portfolio", self.on_portfolio)
+        self.exec_sub = self.connect(zmq.SUB, "exec")
+        self.on(self.exec_sub, "exec", self.on_exec)
+        self.every(self.settings.guardrails.evaluate_interval_ms / 1000.0, self.check_guardrails)
         self.trading_state = self.current.state
         self.epoch = self.current.epoch
         self.broadcast()
@@ -74,12 +89,38 @@ class SupervisorService(Service):
         self.pub.send(codec.encode(msg))
 
     def on_heartbeat(self, hb: Heartbeat) -> None:
-        error = self.table.record(hb, time.monotonic())
+        now = time.monotonic()
+        error = self.table.record(hb, now)
         if error:
             self.count("refused_heartbeats")
             logger.error("{} pid {}: {}", hb.service, hb.pid, error)
-        elif self.pending:
+            return
+        self.guardrails.on_heartbeat(hb, now, time.time_ns())
+        if self.pending:
             self.check_pending()
+
+    # ------------------------------------------------------------------------------ guardrails
+    def on_portfolio(self, snap: PortfolioSnapshot) -> None:
+        self.count("portfolio_snapshots")
+        self.guardrails.on_portfolio(snap, time.time_ns())
+
+    def on_exec(self, ev: ExecEvent) -> None:
+        if isinstance(ev, OrderRejected):
+            self.guardrails.on_reject(ev, time.monotonic())
+
+    def check_guardrails(self) -> None:
+        for f in self.guardrails.evaluate(self.current.state, time.monotonic(), time.time_ns()):
+            state = self.current.state
+            if f.action is None:
+                self.count(f"guardrail.{f.name}")
+                logger.warning("guardrail {} (warn only): {}", f.name, f.text)
+                continue
+            # never lift a HALT, REDUCING only from ACTIVE: only a move to a stricter state
+            if f.action is state or state is TradingState.HALTED:
+                continue
+            self.count(f"guardrail.{f.name}")
+            logger.error("guardrail {} fired -> {}: {}", f.name, f.action.value, f.text)
+            self.change(f.action, f.text, f"guardrail:{f.name}")
 
     def transition(self, trigger: str, args: dict[str, Any]) -> Deferred:
         reason = str(args.get("reason") or "").strip()
@@ -186,4 +227,5 @@ class SupervisorService(Service):
             "by": s.by,
             "changed_ns": s.changed_ns,
             "services": services,
+            "guardrails": self.guardrails.status(),
         }
