@@ -63,6 +63,9 @@ class ObserverService(Service):
         self.replay_started = 0.0
         self.pending: Any | None = None
         self.command("stats", self.cmd_stats)
+        # the reference-data snapshot a restarted subscriber asks for (Clone pattern) instead of
+        # waiting for the next periodic Instrument
+        self.command("instruments", lambda args: {"instruments": list(self.instruments)})
         self.every(cfg.instrument_every_s, self.publish_instruments)
         self.every(TICK_S, self.pump)
         self.publish_instruments()
