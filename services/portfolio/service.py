@@ -17,6 +17,7 @@ from services.portfolio.recovery import JournalSync, ctl_fetch
 from services.runtime.client import ctl_address
 from services.runtime.log import logger
 from services.runtime.service import Service
+from services.runtime.snapshots import fetch_instruments
 
 COALESCE_S = 0.05  # at most one on-change snapshot every 50 ms
 
@@ -41,6 +42,9 @@ class PortfolioService(Service):
         self.every(COALESCE_S, self._publish_if_dirty)
         self.every(self.settings.portfolio.publish_interval_ms / 1000.0, self.publish)
         self.every(1.0, self._retry)
+        # market and kind decide the sell tax: know them before replaying the journal's fills
+        for inst in fetch_instruments(self):
+            self.engine.on_instrument(inst)
         self._recover()
 
     # ------------------------------------------------------------------------------ input

@@ -14,6 +14,7 @@ from protocol.messages import ExecEvent, MarketData, TradingStateUpdate
 from services.runtime import client
 from services.runtime.log import logger
 from services.runtime.service import Service
+from services.runtime.snapshots import fetch_instruments
 from services.strategy.engine import Intent, StrategyEngine, build_strategies
 from services.strategy.plugins import FACTORY
 
@@ -53,6 +54,8 @@ class StrategyService(Service):
         self.warm_up()
 
     def warm_up(self) -> None:
+        for inst in fetch_instruments(self):
+            self.engine.instruments[inst.symbol] = inst
         try:
             history = fetch_exec_history(self, 0)
         except (client.CtlTimeout, client.CtlFailed) as exc:
