@@ -308,13 +308,21 @@ def render_status(data: dict[str, Any]) -> str:
     head = (
         f"trading state: {data['state']} (epoch {data['epoch']}, by {data['by']}: {data['reason']})"
     )
-    return (
+    text = (
         head
         + "\n"
         + table(
             ("service", "alive", "process", "status", "pid", "hb age ms", "epoch", "detail"), rows
         )
     )
+    fired = [
+        (name, g.get("count", 0), g.get("last", ""))
+        for name, g in sorted(data.get("guardrails", {}).items())
+        if g.get("fired") or g.get("count")
+    ]
+    if fired:
+        text += "\n\nguardrails fired:\n" + table(("guardrail", "times", "last"), fired)
+    return text
 
 
 def transition(obj: Ctx, command: str, reason: str, by: str | None) -> None:
