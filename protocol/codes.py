@@ -49,5 +49,8 @@ class Reason:
     # broker side
     BROKER_REJECT: Final = "BROKER_REJECT"
     BROKER_UNAVAILABLE: Final = "BROKER_UNAVAILABLE"
+    # sent, never answered, and the broker has no such order: lost in transit or in a broker
+    # crash (not a refusal by the broker, so it does not count towards the reject storm)
+    NOT_AT_BROKER: Final = "NOT_AT_BROKER"
     HALT_CANCEL: Final = "HALT_CANCEL"  # cancelled because trading was halted
     SESSION_CLOSED: Final = "SESSION_CLOSED"

@@ -399,7 +399,7 @@ class ExecutionEngine:
             self.emit(
                 self.journal.record_rejected(
                     row["client_order_id"],
-                    Reason.BROKER_REJECT,
+                    Reason.NOT_AT_BROKER,
                     "not found at broker after restart or an unanswered send",
                     now_ns,
                 )

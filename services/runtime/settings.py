@@ -179,7 +179,7 @@ class GuardrailSettings(Section):
     reject_storm_window_s: float = Field(10.0, gt=0)
     # not counted: BROKER_UNAVAILABLE orders provably never left (a broker restart or outage),
     # so a planned restart of the broker connection does not halt trading
-    reject_storm_ignore_codes: list[str] = ["BROKER_UNAVAILABLE"]
+    reject_storm_ignore_codes: list[str] = ["BROKER_UNAVAILABLE", "NOT_AT_BROKER"]
     # 6. while ACTIVE, a symbol without market data for this long (observer heartbeats) -> HALTED
     stale_md_enabled: bool = True
     stale_md_ms: int = Field(5_000, gt=0)
