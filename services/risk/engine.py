@@ -39,6 +39,7 @@ class _Open:
     symbol: str
     side: Side
     leaves: int
+    approved_ns: int = 0  # > 0: approved here, execution has not confirmed it yet
 
 
 class RiskEngine:
@@ -78,6 +79,16 @@ class RiskEngine:
                     del self.open[event.client_order_id]
         elif isinstance(event, OrderCanceled | OrderRejected):
             self.open.pop(event.client_order_id, None)
+        elif isinstance(event, IntentDenied):
+            # execution refused an order risk had approved (stale, not ready, halted)
+            self.open.pop(ids.client_order_id(event.intent_id), None)
+
+    def expire(self, now_ns: int) -> None:
+        """Forget approvals execution never confirmed (lost with a crash): after this long it
+        would have refused them as stale anyway."""
+        limit = now_ns - (self.cfg.max_intent_age_ms + 5_000) * 1_000_000
+        for coid in [c for c, o in self.open.items() if 0 < o.approved_ns < limit]:
+            del self.open[coid]
 
     def committed_sells(self, symbol: str) -> int:
         return sum(
@@ -116,6 +127,12 @@ class RiskEngine:
                 trace=intent.trace,
             )
         self.approved += 1
+        # committed from now on, not from when execution's OrderSubmitted arrives: two sells
+        # approved in a row (or while execution is restarting) must not both count the same
+        # shares as sellable
+        self.open[ids.client_order_id(intent.intent_id)] = _Open(
+            intent.symbol, intent.side, intent.qty, now_ns
+        )
         return SubmitOrder(
             client_order_id=ids.client_order_id(intent.intent_id),
             intent_id=intent.intent_id,

@@ -20,6 +20,7 @@ from services.risk.engine import RiskEngine
 from services.runtime import client
 from services.runtime.log import logger
 from services.runtime.service import Service
+from services.runtime.snapshots import fetch_instruments
 
 
 class RiskService(Service):
@@ -35,6 +36,9 @@ class RiskService(Service):
         self.on(self.md, "md", self.on_md)
         self.on(self.exec, "exec", self.engine.on_exec)
         self.command("stats", self.cmd_stats)
+        self.every(1.0, lambda: self.engine.expire(time.time_ns()))
+        for inst in fetch_instruments(self):  # no UNKNOWN_SYMBOL storm after a restart
+            self.engine.on_instrument(inst)
         self.rebuild()
 
     def rebuild(self) -> None:

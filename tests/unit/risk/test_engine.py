@@ -41,10 +41,15 @@ def engine(**cfg: int) -> RiskEngine:
 
 
 def intent(
-    qty: int = 10, price: int = 70_000, side: Side = Side.BUY, created_ns: int = NOW, **kw: object
+    qty: int = 10,
+    price: int = 70_000,
+    side: Side = Side.BUY,
+    created_ns: int = NOW,
+    intent_id: str = "pulse:1:5:0",
+    **kw: object,
 ) -> OrderIntent:
     return OrderIntent(
-        intent_id="pulse:1:5:0",
+        intent_id=intent_id,
         strategy="pulse",
         symbol="005930",
         side=side,
@@ -213,3 +218,47 @@ def test_denials_counted_by_code() -> None:
     e.decide(intent(), TradingState.HALTED, True, NOW, 0)
     e.decide(intent(), ACTIVE, True, NOW, 0)
     assert e.denied == {Reason.TICK_SIZE: 1, Reason.HALTED: 1} and e.approved == 1
+
+
+def test_two_sells_approved_before_execution_confirms_then_second_denied() -> None:
+    e = engine()
+    e.on_exec(fill(1, 1))  # holds 1 share
+    first = e.decide(intent(qty=1, side=Side.SELL, intent_id="a"), ACTIVE, True, NOW, 0)
+    assert isinstance(first, SubmitOrder)
+    # execution has not published OrderSubmitted yet (or is restarting): the share is committed
+    second = e.decide(intent(qty=1, side=Side.SELL, intent_id="b"), ACTIVE, True, NOW, 0)
+    assert code(second) == Reason.INSUFFICIENT_HOLDINGS
+
+
+def test_approval_refused_by_execution_then_shares_released() -> None:
+    e = engine()
+    e.on_exec(fill(1, 1))
+    e.decide(intent(qty=1, side=Side.SELL, intent_id="a"), ACTIVE, True, NOW, 0)
+    e.on_exec(
+        IntentDenied(
+            seq=2,
+            intent_id="a",
+            strategy="pulse",
+            symbol="005930",
+            side=Side.SELL,
+            qty=1,
+            price=70_000,
+            code=Reason.NOT_READY,
+            reason="reconciling",
+            ts_ns=NOW,
+        )
+    )
+    again = e.decide(intent(qty=1, side=Side.SELL, intent_id="c"), ACTIVE, True, NOW, 0)
+    assert isinstance(again, SubmitOrder)
+
+
+def test_approval_never_confirmed_then_expires() -> None:
+    e = engine()
+    e.on_exec(fill(1, 1))
+    e.decide(intent(qty=1, side=Side.SELL, intent_id="a"), ACTIVE, True, NOW, 0)
+    e.expire(NOW + 60_000_000_000)
+    later = NOW + 60_000_000_000
+    again = e.decide(
+        intent(qty=1, side=Side.SELL, intent_id="c", created_ns=later), ACTIVE, True, later, 0
+    )
+    assert isinstance(again, SubmitOrder)
