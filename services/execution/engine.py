@@ -37,6 +37,7 @@ from services.execution.adapters.base import (
     SubmitRejected,
 )
 from services.execution.journal import Journal
+from services.runtime import ids
 from services.runtime.log import logger
 from services.runtime.settings import Settings
 
@@ -71,6 +72,7 @@ class ExecutionEngine:
         self.halt_cancelling: set[str] = set()  # cancelled for the current halt, unconfirmed
         self.cancel_retry: set[str] = set()  # cancels that could not leave (broker down)
         self.ready = False
+        self.reconcile_due = False  # an unknown outcome or a notice gap asks for a reconcile
         self.counters: dict[str, int] = {}
         self.halt_epoch = 0
 
@@ -231,7 +233,7 @@ class ExecutionEngine:
             elif isinstance(ev, NoticeGap):
                 logger.warning("{}; reconciling", ev.detail)
                 self.count("notice_gaps")
-                self.reconcile(now_ns)
+                self.reconcile_due = True
 
     def on_accepted(self, ev: SubmitAccepted, now_ns: int, mono_ns: int) -> None:
         flight = self.inflight.pop(ev.ref, None)
@@ -286,15 +288,21 @@ class ExecutionEngine:
                 limit,
             )
         if late:
-            self.reconcile(now_ns)
+            self.reconcile_due = True  # the service runs it (with back-off if the broker is down)
 
     # ------------------------------------------------------------------ reconciliation
-    def reconcile(self, now_ns: int, settle_ns: int = 0) -> dict[str, int]:
+    def reconcile(
+        self, now_ns: int, settle_ns: int = 0, timeout: float | None = None
+    ) -> dict[str, int]:
         """Match the journal with the broker's orders and fills. Raises BrokerUnavailable.
 
         settle_ns: fills younger than this are left to their notices, which are on their way
-        (a periodic check must not report a notice in flight as a difference)."""
-        timeout = self.settings.broker.request_timeout_ms / 1000.0
+        (a periodic check must not report a notice in flight as a difference).
+        timeout: per query; the queries block the loop (broker I/O on its own thread is
+        issue 12's work), so reconciles while trading use a short one."""
+        self.reconcile_due = False
+        if timeout is None:
+            timeout = self.settings.broker.request_timeout_ms / 1000.0
         broker_orders = self.adapter.orders_today(timeout)
         broker_fills = self.adapter.fills_today(timeout)
         stats = {"matched": 0, "adopted": 0, "fills": 0, "closed": 0, "lost": 0}
@@ -373,9 +381,12 @@ class ExecutionEngine:
                     bo.price,
                 )
                 stats["adopted"] += 1
+        booked = self.journal.fill_ids()  # one read, not one transaction per known fill
         for bf in sorted(broker_fills, key=lambda f: (f.ts_ns, f.order_no, f.fill_no)):
+            if ids.fill_id(bf.order_no, bf.fill_no) in booked or now_ns - bf.ts_ns < settle_ns:
+                continue
             coid = self.journal.coid_for(bf.order_no)
-            if coid is None or now_ns - bf.ts_ns < settle_ns:
+            if coid is None:
                 continue
             event = self.journal.record_fill(
                 coid, bf.order_no, bf.fill_no, bf.qty, bf.price, bf.ts_ns, now_ns, Trace()

@@ -379,6 +379,9 @@ class Journal:
         )
         return [dict(zip(ORDER_COLUMNS, r, strict=True)) for r in rows]
 
+    def fill_ids(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT fill_id FROM fills")}
+
     def fills(self) -> list[dict[str, Any]]:
         rows = self.db.execute(f"SELECT {', '.join(FILL_COLUMNS)} FROM fills ORDER BY ts_ns")
         return [dict(zip(FILL_COLUMNS, r, strict=True)) for r in rows]

@@ -22,6 +22,8 @@ from services.execution.orders import IllegalTransition
 from services.runtime.log import logger
 from services.runtime.service import Service
 
+LOOP_QUERY_TIMEOUT_S = 0.25  # a local venue answers in ms; a real broker needs a thread
+
 
 def _unused(frame: bytes) -> None:
     raise AssertionError("broker sockets are drained by their adapter")
@@ -56,6 +58,7 @@ class ExecutionService(Service):
         self.every(0.1, self.tick)
         self.status, self.detail = "recovering", "reconciling with the broker"
         self.next_reconcile = 0.0
+        self.reconcile_backoff_until = 0.0
         self.next_periodic = time.monotonic() + self.settings.execution.reconcile_interval_s
 
     # the adapter reads its own sockets (it may need multipart, or several frames at once)
@@ -105,23 +108,39 @@ class ExecutionService(Service):
             self.try_reconcile()
         elif self.engine.ready:
             self.guard(lambda: self.engine.check_timeouts(now, time.time_ns()))
+            if self.engine.reconcile_due and now >= self.reconcile_backoff_until:
+                self.loop_reconcile(0)
             if self.engine.cancel_retry:
                 self.engine.retry_cancels()
             interval = self.settings.execution.reconcile_interval_s
-            if interval and now >= self.next_periodic:
+            if interval and now >= self.next_periodic and now >= self.reconcile_backoff_until:
                 self.next_periodic = now + interval
-                self.guard(self.periodic_reconcile)
+                stats = self.loop_reconcile(1_000_000_000)
+                if stats is not None:
+                    self.count("reconciliations")
+                    differences = sum(stats.values())
+                    if differences:
+                        self.count("reconcile_differences", differences)
+                        logger.warning("periodic reconciliation found differences: {}", stats)
         self.counters["open_orders"] = self.engine.open_orders()
 
-    def periodic_reconcile(self) -> None:
-        """Anything the broker knows that our notices did not tell us is a difference: it is
-        journaled and published like any event, counted, and logged."""
-        stats = self.engine.reconcile(time.time_ns(), settle_ns=1_000_000_000)
-        differences = sum(stats.values())
-        self.count("reconciliations")
-        if differences:
-            self.count("reconcile_differences", differences)
-            logger.warning("periodic reconciliation found differences: {}", stats)
+    def loop_reconcile(self, settle_ns: int) -> dict[str, int] | None:
+        """A reconcile while trading: short query timeouts, and a second of back-off after a
+        failure so that a broker that is down does not keep the loop (and its heartbeats,
+        halts and cancels) blocked. Anything the broker knows that our notices did not tell
+        us is journaled and published like any event."""
+        try:
+            return self.engine.reconcile(time.time_ns(), settle_ns, timeout=LOOP_QUERY_TIMEOUT_S)
+        except BrokerUnavailable as exc:
+            self.engine.reconcile_due = True
+            self.reconcile_backoff_until = time.monotonic() + 1.0
+            self.count("reconcile_failures")
+            self.detail = f"broker unavailable: {exc}"
+            logger.warning("reconcile failed, retrying in 1 s: {}", exc)
+        except IllegalTransition as exc:
+            logger.critical("broken order invariant during reconcile: {}", exc)
+            self.stop(f"broken invariant: {exc}", code=3)
+        return None
 
     def try_reconcile(self) -> None:
         try:

@@ -67,11 +67,20 @@ class ObserverService(Service):
         # waiting for the next periodic Instrument
         self.command("instruments", lambda args: {"instruments": list(self.instruments)})
         self.every(cfg.instrument_every_s, self.publish_instruments)
+        # subscribers connecting to a freshly bound PUB miss its first messages (the slow
+        # joiner): repeat the reference data every 50 ms for the first seconds, so that no
+        # service (or the venue) sees a trade before it knows the symbol's limits
+        self.boot_until = time.monotonic() + 3.0
+        self.every(0.05, self._boot_instruments)
         self.every(TICK_S, self.pump)
         self.publish_instruments()
 
     def publish(self, msg: Any) -> None:
         self.pub.send(codec.encode(msg))
+
+    def _boot_instruments(self) -> None:
+        if time.monotonic() < self.boot_until:
+            self.publish_instruments()
 
     def publish_instruments(self) -> None:
         for inst in self.instruments:

@@ -43,7 +43,7 @@ CONFIG = {
     "STRATEGY_SCOPE": "pulse",
     "QTS_STRATEGY__PULSE_EVERY": "2",
     "QTS_OBSERVER__RATE_HZ": "600",
-    "QTS_EXECUTION__RECONCILE_INTERVAL_S": "1",  # exercise reconciliation while trading
+    "QTS_EXECUTION__RECONCILE_INTERVAL_S": "2",  # exercise reconciliation while trading
     "LOG_LEVEL": "INFO",
 }
 
