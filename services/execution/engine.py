@@ -230,6 +230,8 @@ class ExecutionEngine:
             elif isinstance(ev, CancelRejected):
                 self.count("cancel_rejects")
                 logger.info("cancel of {} refused: {} {}", ev.order_no, ev.code, ev.message)
+                # the broker says it is closed while we think it open: we missed its end
+                self.reconcile_due = True
             elif isinstance(ev, NoticeGap):
                 logger.warning("{}; reconciling", ev.detail)
                 self.count("notice_gaps")

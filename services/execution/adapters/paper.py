@@ -110,6 +110,10 @@ class PaperAdapter(BrokerAdapter):
                 events.append(
                     NoticeGap(f"venue notices {self.notice_seq + 1}..{msg.seq - 1} missed")
                 )
+            elif not self.notice_seq and msg.seq > 1:
+                # a subscription misses what was published before it was live (the slow
+                # joiner): whatever came before this first notice is recovered by a query
+                events.append(NoticeGap(f"first venue notice is {msg.seq}: resynchronising"))
             self.notice_seq = max(self.notice_seq, msg.seq)
         if isinstance(msg, VenueFillNotice):
             events.append(
