@@ -11,8 +11,8 @@ import zmq
 
 from protocol.messages import ExecEvent, PortfolioSnapshot
 from services.performance.engine import PerformanceEngine
-from services.performance.recovery import JournalSync, ctl_fetch
 from services.runtime.client import ctl_address
+from services.runtime.journal_sync import JournalSync, ctl_fetch
 from services.runtime.log import logger
 from services.runtime.service import Service
 

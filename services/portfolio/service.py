@@ -13,8 +13,8 @@ import zmq
 from protocol import codec
 from protocol.messages import ExecEvent, Instrument, MarketData, Trade
 from services.portfolio.engine import PortfolioEngine
-from services.portfolio.recovery import JournalSync, ctl_fetch
 from services.runtime.client import ctl_address
+from services.runtime.journal_sync import JournalSync, ctl_fetch
 from services.runtime.log import logger
 from services.runtime.service import Service
 from services.runtime.snapshots import fetch_instruments

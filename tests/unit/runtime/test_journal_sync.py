@@ -8,8 +8,8 @@ import msgspec
 
 from protocol.enums import Side
 from protocol.messages import ExecEvent, OrderFilled
-from services.portfolio.recovery import JournalSync
 from services.runtime.client import CtlTimeout
+from services.runtime.journal_sync import JournalSync
 
 
 def fill(seq: int) -> OrderFilled:
