@@ -9,9 +9,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import pytest
@@ -40,22 +40,7 @@ from protocol.venue import (
     VenueQueryReply,
 )
 from services.runtime import client, ids
-
-T = TypeVar("T")
-
-
-def eventually(cond: Callable[[], T], timeout: float = 8.0, message: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # the process may not be up yet
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"not met within {timeout}s: {message} (last error: {last!r})")
+from tests.kit import eventually
 
 
 class FakeVenue(threading.Thread):

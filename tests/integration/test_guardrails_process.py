@@ -10,9 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import zmq
 
@@ -20,24 +19,9 @@ from protocol import codec
 from protocol.endpoints import endpoint
 from protocol.messages import PortfolioSnapshot
 from services.runtime import client
+from tests.kit import eventually
 
-T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def eventually(cond: Callable[[], T], timeout: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception:
-            if time.monotonic() >= deadline:
-                raise
-        if time.monotonic() >= deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 class FakePortfolio:

@@ -8,9 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import zmq
@@ -20,23 +19,9 @@ from protocol.codes import CtlCode
 from protocol.endpoints import ctl_name, endpoint
 from protocol.messages import Book, CtlReply, EndOfStream, Instrument, Trade
 from services.runtime import client
+from tests.kit import eventually
 
-T = TypeVar("T")
 REPO = "/work/main"
-
-
-def eventually(cond: Callable[[], T], timeout: float = 8.0, message: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # the process may not be up yet
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"not met within {timeout}s: {message} (last error: {last!r})")
 
 
 def eos_at(msgs: list[Any]) -> int | None:

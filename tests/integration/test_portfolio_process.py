@@ -8,10 +8,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -23,24 +22,10 @@ from protocol.endpoints import ctl_name, endpoint
 from protocol.enums import Side
 from protocol.messages import CtlReply, CtlRequest, OrderFilled, Trade
 from services.runtime import client
+from tests.kit import eventually
 
-T = TypeVar("T")
 KST = ZoneInfo("Asia/Seoul")
 SYM = "005930"
-
-
-def eventually(cond: Callable[[], T], timeout: float = 8.0, message: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # the process may not be up yet
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"not met within {timeout}s: {message} (last error: {last!r})")
 
 
 def fill(seq: int, strategy: str, side: Side, qty: int, price: int) -> OrderFilled:

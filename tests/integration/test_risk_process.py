@@ -7,9 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import zmq
 
@@ -25,23 +24,9 @@ from protocol.messages import (
     TradingStateUpdate,
 )
 from services.runtime import client, ids
+from tests.kit import eventually
 
-T = TypeVar("T")
 decode = codec.decoder("orders").decode
-
-
-def eventually(cond: Callable[[], T], timeout: float = 8.0, message: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # the process may not be up yet
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"not met within {timeout}s: {message} (last error: {last!r})")
 
 
 def test_risk_approves_denies_and_survives_bad_frames(tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import zmq
 
@@ -19,23 +18,9 @@ from protocol.endpoints import ctl_name, endpoint
 from protocol.enums import Side, TradingState
 from protocol.messages import OrderIntent, Trade, TradingStateUpdate
 from services.runtime import client
+from tests.kit import eventually
 
-T = TypeVar("T")
 decode = codec.decoder("intents").decode
-
-
-def eventually(cond: Callable[[], T], timeout: float = 8.0, message: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # the process may not be up yet
-            last = exc
-        time.sleep(0.05)
-    raise AssertionError(f"not met within {timeout}s: {message} (last error: {last!r})")
 
 
 def test_strategy_pulses_intents_and_survives_bad_frames(tmp_path: Path) -> None:

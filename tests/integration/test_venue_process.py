@@ -11,9 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import zmq
 
@@ -31,26 +30,12 @@ from protocol.venue import (
     VenueQueryReply,
 )
 from services.runtime import client, krx
+from tests.kit import eventually
 
-T = TypeVar("T")
 REPO = "/work/main"
 SYM = "005930"
 CASH = 100_000_000
 LOWER, UPPER = krx.price_limits(71_000)
-
-
-def eventually(cond: Callable[[], T], timeout: float = 8.0, message: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value:
-                return value
-        except Exception as exc:  # the process may not be up yet
-            last = exc
-        time.sleep(0.02)
-    raise AssertionError(f"not met within {timeout}s: {message} (last error: {last!r})")
 
 
 class Harness:
