@@ -10,7 +10,6 @@ import zmq
 from protocol import codec
 from protocol.messages import (
     CancelIntent,
-    ExecEvent,
     Instrument,
     MarketData,
     OrderIntent,
@@ -18,6 +17,7 @@ from protocol.messages import (
 )
 from services.risk.engine import RiskEngine
 from services.runtime import client
+from services.runtime.journal_sync import fetch_history
 from services.runtime.log import logger
 from services.runtime.service import Service
 from services.runtime.snapshots import fetch_instruments
@@ -43,27 +43,9 @@ class RiskService(Service):
 
     def rebuild(self) -> None:
         """Positions and working orders from execution's journal, then live events."""
-        import msgspec
-
-        address = client.ctl_address(
-            self.settings.runtime.run_dir, "execution", self.settings.runtime.endpoints
-        )
-        after = 0
         try:
-            while True:
-                data = client.call(
-                    address,
-                    "events_since",
-                    {"seq": after, "limit": 5000},
-                    timeout=1.0,
-                    ctx=self.ctx,
-                )
-                batch = [msgspec.convert(e, ExecEvent) for e in data["events"]]
-                for event in batch:
-                    self.engine.on_exec(event)
-                if not batch:
-                    break
-                after = batch[-1].seq
+            for event in fetch_history(self):
+                self.engine.on_exec(event)
         except (client.CtlTimeout, client.CtlFailed) as exc:
             logger.warning("no order history from execution ({}); holdings start at zero", exc)
 

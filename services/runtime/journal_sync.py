@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from protocol.messages import ExecEvent
 from services.runtime import client
+
+if TYPE_CHECKING:
+    from services.runtime.service import Service
 
 Fetch = Callable[[int], dict[str, Any]]
 
@@ -91,3 +94,24 @@ def ctl_fetch(address: str, timeout: float = 0.5) -> Fetch:
         return data
 
     return fetch
+
+
+def fetch_history(service: Service, after_seq: int = 0) -> list[ExecEvent]:
+    """Every execution event after `after_seq`, paged, for a service that rebuilds once at
+    start (strategy, risk). Raises client.CtlTimeout / CtlFailed if execution is not up."""
+    rt = service.settings.runtime
+    address = client.ctl_address(rt.run_dir, "execution", rt.endpoints)
+    events: list[ExecEvent] = []
+    while True:
+        data = client.call(
+            address,
+            "events_since",
+            {"seq": after_seq, "limit": 5000},
+            timeout=1.0,
+            ctx=service.ctx,
+        )
+        batch = [msgspec.convert(e, ExecEvent) for e in data["events"]]
+        events.extend(batch)
+        if not batch:
+            return events
+        after_seq = batch[-1].seq

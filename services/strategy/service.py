@@ -5,35 +5,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import msgspec
 import zmq
 
 from protocol import codec
 from protocol.enums import TradingState
 from protocol.messages import ExecEvent, MarketData, TradingStateUpdate
 from services.runtime import client
+from services.runtime.journal_sync import fetch_history
 from services.runtime.log import logger
 from services.runtime.service import Service
 from services.runtime.snapshots import fetch_instruments
 from services.strategy.engine import Intent, StrategyEngine, build_strategies
 from services.strategy.plugins import FACTORY
-
-
-def fetch_exec_history(service: Service, after_seq: int) -> list[ExecEvent]:
-    """Every execution event after `after_seq`, from execution's journal, paged."""
-    address = client.ctl_address(
-        service.settings.runtime.run_dir, "execution", service.settings.runtime.endpoints
-    )
-    events: list[ExecEvent] = []
-    while True:
-        data = client.call(
-            address, "events_since", {"seq": after_seq, "limit": 5000}, timeout=1.0, ctx=service.ctx
-        )
-        batch = [msgspec.convert(e, ExecEvent) for e in data["events"]]
-        events.extend(batch)
-        if not batch:
-            return events
-        after_seq = batch[-1].seq
 
 
 class StrategyService(Service):
@@ -57,7 +40,7 @@ class StrategyService(Service):
         for inst in fetch_instruments(self):
             self.engine.instruments[inst.symbol] = inst
         try:
-            history = fetch_exec_history(self, 0)
+            history = fetch_history(self)
         except (client.CtlTimeout, client.CtlFailed) as exc:
             logger.warning("no order history from execution ({}); starting flat", exc)
             return

@@ -26,19 +26,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from protocol.endpoints import SERVICES
 from services.ctl.supervisord import Supervisord
 from tests.kit import System, eventually
 
-SERVICES = (
-    "observer",
-    "strategy",
-    "risk",
-    "execution",
-    "portfolio",
-    "performance",
-    "venue",
-    "supervisor",
-)
 CONFIG = {
     "STRATEGY_SCOPE": "pulse",
     "QTS_STRATEGY__PULSE_EVERY": "2",

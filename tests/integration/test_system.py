@@ -16,18 +16,9 @@ from typing import Any
 import pytest
 import zmq
 
+from protocol.endpoints import SERVICES
 from tests.kit import REPO, System, eventually
 
-SERVICES = (
-    "supervisor",
-    "observer",
-    "strategy",
-    "risk",
-    "execution",
-    "portfolio",
-    "performance",
-    "venue",
-)
 PULSE = {
     "STRATEGY_SCOPE": "pulse",
     "QTS_STRATEGY__PULSE_EVERY": "4",
