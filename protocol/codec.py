@@ -24,6 +24,7 @@ encode = _encoder.encode
 # One union per socket. The key is the logical stream name used in logs and counters.
 SOCKET_TYPES: dict[str, Any] = {
     "md": m.MarketData,
+    "marks": m.MarketData,
     "intents": m.Intent,
     "orders": m.Order,
     "exec": m.ExecEvent,

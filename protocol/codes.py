@@ -54,3 +54,16 @@ class Reason:
     NOT_AT_BROKER: Final = "NOT_AT_BROKER"
     HALT_CANCEL: Final = "HALT_CANCEL"  # cancelled because trading was halted
     SESSION_CLOSED: Final = "SESSION_CLOSED"
+    # risk's pre-trade checks (docs/risk.md)
+    SESSION_UNKNOWN: Final = "SESSION_UNKNOWN"  # no market phase seen yet (risk.require_phase)
+    MARKET_HALTED: Final = "MARKET_HALTED"  # the exchange halted the market or this symbol
+    VI_IN_EFFECT: Final = "VI_IN_EFFECT"  # volatility interruption: limit DAY orders only
+    ORDER_TYPE: Final = "ORDER_TYPE"  # order type or time in force invalid in this phase
+    MAX_GROSS_EXPOSURE: Final = "MAX_GROSS_EXPOSURE"
+    MAX_NET_EXPOSURE: Final = "MAX_NET_EXPOSURE"
+    MAX_ORDERS_PER_DAY: Final = "MAX_ORDERS_PER_DAY"
+    MAX_CANCELS_PER_DAY: Final = "MAX_CANCELS_PER_DAY"
+    THROTTLED: Final = "THROTTLED"  # above the account's submit rate (broker's limit)
+    DUPLICATE_ORDER: Final = "DUPLICATE_ORDER"  # same order from the same strategy just now
+    SELF_CROSS: Final = "SELF_CROSS"  # would trade against one's own open order
+    DAILY_LOSS: Final = "DAILY_LOSS"  # the day's loss is beyond the limit: only shrinking orders

@@ -12,6 +12,9 @@ from pathlib import Path
 # name -> (binder, description)
 ENDPOINTS: dict[str, tuple[str, str]] = {
     "md": ("observer", "PUB market data"),
+    # what risk and portfolio need, without waking them on every tick: reference data and
+    # phases at once, each symbol's latest trade every observer.marks_interval_ms
+    "marks": ("observer", "PUB conflated marks, reference data and phases"),
     "intents": ("risk", "PULL order intents from strategy"),
     "orders": ("execution", "PULL orders/denials from risk"),
     "exec": ("execution", "PUB execution events"),

@@ -97,13 +97,18 @@ class Book(Base, tag="book", frozen=True, kw_only=True):
 
 
 class PhaseChanged(Base, tag="phase", frozen=True, kw_only=True):
-    """The market (symbol == "") or one symbol (a VI or halt) entered a new phase."""
+    """The market (symbol == "") or one symbol (a VI or halt) entered a new phase. The observer
+    repeats the market's current phase with the reference data, so a late joiner learns it."""
 
     stream: int
     seq: int
     symbol: str
     exch_ns: int
     phase: MarketPhase
+    # the end of today's regular session (closing auction included), exchange clock, epoch ns;
+    # 0 when unknown or the market never closes (session.clock always_open). Strategies use it
+    # to flatten a set number of minutes before the closing auction.
+    closes_ns: int = 0
 
 
 class EndOfStream(Base, tag="eos", frozen=True, kw_only=True):
@@ -352,6 +357,10 @@ class TradingStateUpdate(Base, tag="state", frozen=True, kw_only=True):
     by: str
     changed_ns: int
     ts_ns: int
+    # REDUCING entered by `qts-ctl halt --flatten`: execution cancels every open order, closes
+    # every position with reduce-only orders of its own and refuses all others; the supervisor
+    # moves to HALTED once execution reports flat (or the flatten times out)
+    flatten: bool = False
 
 
 class Heartbeat(Base, tag="hb", frozen=True, kw_only=True):
@@ -367,6 +376,9 @@ class Heartbeat(Base, tag="hb", frozen=True, kw_only=True):
     status: str  # "starting", "recovering", "ready", "stopping"
     detail: str = ""
     counters: dict[str, int] = {}
+    # latency histograms, name -> the count in each of services/runtime/histogram.py's fixed
+    # buckets, then the sum in µs (metrics only: an older supervisor ignores the field)
+    histograms: dict[str, list[int]] = {}
 
 
 Control = TradingStateUpdate

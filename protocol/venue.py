@@ -13,6 +13,9 @@ from protocol.messages import Base
 
 
 class VenueNewOrder(Base, tag="v_new", frozen=True, kw_only=True):
+    """price is 0 for MARKET, BEST and PRIORITY (the venue prices BEST at the best opposite
+    quote, PRIORITY at the best same-side quote); LIMIT and CONDITIONAL carry their limit."""
+
     req_id: int
     symbol: str
     side: Side
@@ -61,7 +64,14 @@ class VenueFill(Base, tag="v_fill_row", frozen=True, kw_only=True):
 
 
 class VenueAck(Base, tag="v_ack", frozen=True, kw_only=True):
-    """Answer to VenueNewOrder / VenueCancel. ok=False carries the venue's code and message."""
+    """Answer to VenueNewOrder / VenueCancel. ok=False carries the venue's code and message.
+
+    New orders: MARKET_CLOSED, UNKNOWN_SYMBOL, HALTED (the symbol or market is halted: cancels
+    only), BAD_ORDER (quantity, price, or a type/condition pair KRX does not have), TICK_SIZE,
+    PRICE_LIMIT, ORDER_TYPE_PHASE (BEST, PRIORITY or CONDITIONAL in a call auction, or
+    CONDITIONAL in the closing auction), TIF_PHASE (IOC/FOK in a call auction), NO_QUOTE (BEST or
+    PRIORITY with no quote to price it at), INSUFFICIENT_CASH, INSUFFICIENT_HOLDINGS.
+    Cancels: ORDER_CLOSED, ORDER_NOT_FOUND. Queries: BAD_QUERY. See docs/venue.md."""
 
     req_id: int
     ok: bool

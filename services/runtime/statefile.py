@@ -21,6 +21,7 @@ class PersistedState(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     by: str
     changed_ns: int
+    flatten: bool = False  # REDUCING for `halt --flatten` (protocol TradingStateUpdate.flatten)
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -88,3 +88,67 @@ def test_tax_rounds_down() -> None:
 
 def test_add_business_days_skips_weekends() -> None:
     assert krx.add_business_days(dt.date(2026, 11, 20), 2) == dt.date(2026, 11, 24)  # Fri -> Tue
+
+
+def test_commission_truncates_to_the_brokers_unit() -> None:
+    assert krx.commission(1_234_567, 1.5) == 185  # 185.185
+    assert krx.commission(1_234_567, 1.5, unit=10) == 180
+
+
+@pytest.mark.parametrize(
+    ("market", "settles", "parts"),
+    [
+        (Market.KOSPI, dt.date(2024, 6, 3), (300, 1500)),
+        (Market.KOSPI, dt.date(2025, 6, 2), (0, 1500)),
+        (Market.KOSPI, dt.date(2026, 6, 2), (500, 1500)),
+        (Market.KOSDAQ, dt.date(2024, 6, 3), (1800, 0)),
+        (Market.KOSDAQ, dt.date(2025, 6, 2), (1500, 0)),
+        (Market.KOSDAQ, dt.date(2026, 6, 2), (2000, 0)),
+        (Market.KONEX, dt.date(2026, 6, 2), (1000, 0)),
+    ],
+)
+def test_tax_parts_by_market_and_settlement_year(
+    market: Market, settles: dt.date, parts: tuple[int, int]
+) -> None:
+    assert krx.sell_tax_parts_micro(market, settles) == parts
+    assert krx.sell_tax_rate_micro(market, settles, InstrumentKind.STOCK) == sum(parts)
+
+
+def test_kospi_taxes_are_truncated_one_by_one() -> None:
+    # 705,000 in 2026: 352.5 -> 352 and 1,057.5 -> 1,057; not 1,410 for the 0.20% total
+    assert krx.sell_tax_split(705_000, Market.KOSPI, dt.date(2026, 1, 2)) == (352, 1_057)
+    assert krx.sell_tax(705_000, Market.KOSPI, dt.date(2026, 1, 2)) == 1_409
+
+
+def test_add_business_days_skips_the_year_end_closures() -> None:
+    assert krx.add_business_days(dt.date(2025, 12, 29), 2) == dt.date(2026, 1, 2)  # 12-31, 01-01
+    assert krx.add_business_days(dt.date(2026, 12, 23), 2) == dt.date(2026, 12, 28)  # 12-25
+    # 2027-12-31 is a Friday: closed; 2028-12-31 is a Sunday, so Fri 12-29 is the closure
+    assert krx.add_business_days(dt.date(2027, 12, 30), 1) == dt.date(2028, 1, 3)
+    assert krx.add_business_days(dt.date(2028, 12, 28), 1) == dt.date(2029, 1, 2)
+
+
+class _Sessions:
+    """A fake calendar: every day is a session until `end`."""
+
+    def __init__(self, end: dt.date) -> None:
+        self.end = end
+
+    def add_sessions(self, day: dt.date, n: int) -> dt.date:
+        out = day + dt.timedelta(days=n)
+        if out > self.end:
+            raise ValueError("calendar ends")
+        return out
+
+
+def test_settlement_date_uses_the_calendar_then_falls_back_past_its_end() -> None:
+    cal = _Sessions(dt.date(2026, 12, 31))
+    assert krx.settlement_date(dt.date(2026, 3, 6), cal) == dt.date(2026, 3, 8)  # a Sunday
+    assert krx.settlement_date(dt.date(2026, 12, 30), cal) == dt.date(2027, 1, 5)  # fallback
+    assert krx.settlement_date(dt.date(2026, 3, 6)) == dt.date(2026, 3, 10)
+
+
+def test_fee_schedule_by_product() -> None:
+    kis = krx.FeeSchedule(stock_bp=1.40527, etf_bp=1.46527)
+    assert kis.commission(1_000_000) == 140
+    assert kis.commission(1_000_000, InstrumentKind.ETF) == 146
