@@ -13,12 +13,16 @@ from typing import Any
 import zmq
 
 from protocol import codec
-from protocol.messages import EndOfStream, Instrument
-from services.observer.engine import ObserverEngine
+from protocol.codes import CtlCode
+from protocol.enums import MarketPhase
+from protocol.messages import Book, CtlReply, EndOfStream, Instrument, PhaseChanged, Trade
+from services.observer.engine import DEFAULT_LIMIT, MdHistory, ObserverEngine
 from services.observer.replay import ReplayError, read_recording
+from services.observer.sources.external import ExternalSource, external_source
 from services.observer.synthetic import SyntheticSource
 from services.runtime.log import logger
-from services.runtime.service import Service
+from services.runtime.service import DEFERRED, CommandError, Deferred, Service
+from services.runtime.session import SessionClock
 
 TICK_S = 0.002
 MAX_BATCH = 5_000
@@ -33,20 +37,33 @@ class ObserverService(Service):
         if cfg.source == "synthetic" and endpoint not in ("stub", "synthetic", ""):
             # exit 2 (configuration error): supervisord must not crash-loop a source we lack
             logger.critical(
-                "observer.endpoint {!r}: external Observer sources (unix://, ipc://) are not "
-                "built yet; use 'stub' or 'replay:<file>'",
+                "observer.endpoint {!r}: expected 'stub', 'replay:<file>', 'unix://<path>' or "
+                "'ipc://<path>'",
                 endpoint,
             )
             raise SystemExit(2)
         self.engine = ObserverEngine(stream=time.time_ns())
+        self.history = MdHistory(self.engine.stream, cfg.history_events)
         self.pub = self.bind(zmq.PUB, "md")
+        self.marks = self.bind(zmq.PUB, "marks")
+        self.marks_due: dict[str, bytes] = {}  # symbol -> its latest trade's frame, unsent
+        self.every(cfg.marks_interval_ms / 1000.0, self.publish_marks)
         self.instruments: list[Instrument] = []
         self.replay_speed = 0.0
+        self.external: ExternalSource | None = None
         if cfg.source == "synthetic":
             source = SyntheticSource(cfg.symbols, cfg.seed, cfg.book_every)
             self.instruments = source.instruments()
             self.events: Iterator[Any] = source.events()
             self.rate = cfg.rate_hz
+        elif cfg.source == "external":
+            try:  # events arrive as the Observer sends them: pump_external, no pacing
+                self.external = external_source(self.settings, self.ctx)
+            except ValueError as exc:
+                logger.critical("{}", exc)
+                raise SystemExit(2) from None
+            self.events, self.rate = iter(()), cfg.rate_hz
+            # (the runtime freezes what setup built out of the collector's passes: bench +15%)
         elif cfg.replay_path is None:
             logger.critical("observer.source is 'replay' but observer.replay_path is not set")
             raise SystemExit(2)
@@ -66,7 +83,14 @@ class ObserverService(Service):
         # the reference-data snapshot a restarted subscriber asks for (Clone pattern) instead of
         # waiting for the next periodic Instrument
         self.command("instruments", lambda args: {"instruments": list(self.instruments)})
+        self.command("md_since", self.cmd_md_since)
         self.every(cfg.instrument_every_s, self.publish_instruments)
+        # the market-wide phase from the exchange clock (settings.session), on every change
+        self.session = SessionClock(self.settings.session)
+        self.market_phase: PhaseChanged | None = None
+        self.exch_clock_ns = 0  # a replay's clock: the exchange time of its latest event
+        self.every(0.2, self.check_phase)
+        self.check_phase()
         # subscribers connecting to a freshly bound PUB miss its first messages (the slow
         # joiner): repeat the reference data every 50 ms for the first seconds, so that no
         # service (or the venue) sees a trade before it knows the symbol's limits
@@ -76,17 +100,50 @@ class ObserverService(Service):
         self.publish_instruments()
 
     def publish(self, msg: Any) -> None:
-        self.pub.send(codec.encode(msg))
+        frame = codec.encode(msg)
+        self.pub.send(frame)
+        self.history.record(msg, frame)  # for md_since: a subscriber that missed it asks
+        if isinstance(msg, Trade):
+            self.marks_due[msg.symbol] = frame  # conflated: only the latest goes out
+        elif not isinstance(msg, Book):
+            self.marks.send(frame)  # reference data, phases, end of stream: at once
+
+    def publish_marks(self) -> None:
+        for frame in self.marks_due.values():
+            self.marks.send(frame)
+        self.marks_due.clear()
 
     def _boot_instruments(self) -> None:
         if time.monotonic() < self.boot_until:
             self.publish_instruments()
 
+    def check_phase(self) -> None:
+        replay = self.settings.observer.source == "replay"
+        when = self.exch_clock_ns if replay else time.time_ns()
+        if not when:
+            return  # a replay's clock starts with its first event
+        phase, closes_ns = self.session.at(when)
+        current = self.market_phase
+        if current is not None and (current.phase, current.closes_ns) == (phase, closes_ns):
+            return
+        if current is None or current.phase is not phase:
+            logger.info("market phase {} (session ends {})", phase.value, closes_ns or "never")
+        self.market_phase = PhaseChanged(
+            stream=0, seq=0, symbol="", exch_ns=when, phase=phase, closes_ns=closes_ns
+        )
+        self.publish(self.engine.stamp(self.market_phase, time.monotonic_ns()))
+
     def publish_instruments(self) -> None:
+        if getattr(self, "market_phase", None) is not None:
+            # repeated with the reference data: a late joiner learns the phase too
+            self.publish(self.engine.stamp(self.market_phase, time.monotonic_ns()))
         for inst in self.instruments:
             self.publish(self.engine.stamp(inst, time.monotonic_ns()))
 
     def pump(self) -> None:
+        if self.external is not None:
+            self.pump_external(self.external)
+            return
         if self.done:
             return
         now = time.monotonic()
@@ -109,9 +166,29 @@ class ObserverService(Service):
             self.published_due += 1
             if isinstance(event, EndOfStream):
                 continue  # a recording's own end marker; we send ours
+            self.exch_clock_ns = getattr(event, "exch_ns", 0) or self.exch_clock_ns
             stamped = self.engine.stamp(event, time.monotonic_ns())
             if stamped is not None:
                 self.publish(stamped)
+
+    def pump_external(self, source: ExternalSource) -> None:
+        # staleness counts only while the market trades continuously (by QTS's own clock)
+        phase = self.market_phase.phase if self.market_phase is not None else None
+        events = source.poll(time.monotonic(), phase is MarketPhase.CONTINUOUS)
+        observed = time.monotonic_ns()  # one read: the frames arrived together
+        self.detail = source.summary  # heartbeat detail: `qts-ctl status` shows the source
+        stamp, publish = self.engine.stamp, self.publish
+        for event in events:
+            if isinstance(event, Instrument):
+                self.instruments = [i for i in self.instruments if i.symbol != event.symbol]
+                self.instruments.append(event)
+            stamped = stamp(event, observed)
+            if stamped is not None:
+                publish(stamped)
+
+    def teardown(self) -> None:
+        if self.external is not None:
+            self.external.close()
 
     def next_event(self) -> Any | None:
         """The source's next event, or None once it is finished (and the stream ended)."""
@@ -160,6 +237,8 @@ class ObserverService(Service):
         for sym, s in self.engine.symbols.items():
             if s.last_mono:
                 out[f"md_age_ms.{sym}"] = int((now - s.last_mono) * 1000)
+        if self.external is not None:  # feed.* counters and md_stale.<symbol>
+            out.update(self.external.heartbeat_counters())
         return out
 
     def cmd_stats(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -174,4 +253,26 @@ class ObserverService(Service):
                 "elapsed_s": round(end - self.started, 3) if self.started else 0.0,
             }
         )
+        if self.external is not None:  # state, rate, last event age, gap/drop counts
+            out["external"] = self.external.stats(time.monotonic())
         return out
+
+    def cmd_md_since(self, args: dict[str, Any]) -> Deferred:
+        """Clone-pattern recovery: {stream, seq, limit?, tail?} -> the frames after (stream, seq),
+        or a snapshot and what follows it (services/observer/engine.py MdHistory.since). Frames
+        go out as msgpack bin, as published, so the reply is sent here, not via to_builtins."""
+        try:
+            data = self.history.since(
+                stream=args.get("stream", 0),
+                seq=args.get("seq", 0),
+                limit=args.get("limit", DEFAULT_LIMIT),
+                tail=args.get("tail"),
+            )
+        except ValueError as exc:
+            raise CommandError(CtlCode.BAD_REQUEST, str(exc)) from exc
+        self.count("md_since_requests")
+        self.reply(
+            args["_identity"],
+            CtlReply(request_id=args["_request_id"], ok=True, code=CtlCode.OK, data=data),
+        )
+        return DEFERRED
