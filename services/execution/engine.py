@@ -8,6 +8,7 @@ answer) is never re-sent: reconcile() asks the broker and matches.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from typing import Any
 import msgspec
 
 from protocol.codes import Reason
-from protocol.enums import OrderStatus, Side, TradingState
+from protocol.enums import OrderStatus, OrderType, Side, TradingState
 from protocol.messages import (
     CancelOrder,
     ExecEvent,
+    Instrument,
     IntentDenied,
     SubmitOrder,
     Trace,
@@ -37,9 +39,14 @@ from services.execution.adapters.base import (
     SubmitRejected,
 )
 from services.execution.journal import Journal
+from services.execution.queries import BrokerSnapshot, take_snapshot
 from services.runtime import ids
+from services.runtime.calendar import KST
 from services.runtime.log import logger
+from services.runtime.session import SessionClock
 from services.runtime.settings import Settings
+
+FLATTEN = "flatten:"  # intent ids of the orders `halt --flatten` makes: flatten:<epoch>:...
 
 UNANSWERED = (OrderStatus.PENDING.value, OrderStatus.SENT.value)
 CLOCK_SKEW_NS = 1_000_000_000  # broker and host clocks may disagree by this much
@@ -75,6 +82,15 @@ class ExecutionEngine:
         self.reconcile_due = False  # an unknown outcome or a notice gap asks for a reconcile
         self.counters: dict[str, int] = {}
         self.halt_epoch = 0
+        self.flatten_epoch = 0  # > 0 while `halt --flatten` runs (REDUCING with the flag)
+        self.flatten_cancelled: set[str] = set()  # strategy orders cancelled for the flatten
+        self.limits: dict[str, Instrument] = {}  # daily price limits, for flatten prices
+        self.flatten_sent: dict[tuple[str, str], float] = {}  # position -> last send (mono s)
+        # no order outside the exchange's session, by the wall clock and the KRX calendar, as a
+        # gate of its own behind risk's (which follows the market data's phase); not for a
+        # replay, whose exchange clock is not the wall clock (the paper venue gates it)
+        live_clock = settings.session.clock == "exchange" and settings.observer.source != "replay"
+        self.session = SessionClock(settings.session) if live_clock else None
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
@@ -93,6 +109,11 @@ class ExecutionEngine:
         mono_ns: int,
     ) -> None:
         if isinstance(msg, CancelOrder):
+            if self.flatten_epoch and self.is_flatten_order(msg.client_order_id):
+                # a strategy cancelling an order of the operator's flatten (it sees them as
+                # its own): the flatten owns its orders until it is done
+                self.count("flatten_cancels_refused")
+                return
             self.cancel(msg.client_order_id, msg.reason or "cancel requested")
         elif isinstance(msg, IntentDenied):
             self.emit(self.journal.record_denied(msg, now_ns))
@@ -111,12 +132,19 @@ class ExecutionEngine:
             )
         if not self.ready:
             return Reason.NOT_READY, "execution is reconciling with the broker"
+        if self.session is not None and not self.session.open_for_orders(now_ns):
+            phase = self.session.at(now_ns).phase.value
+            return Reason.SESSION_CLOSED, f"the exchange is {phase} (KRX calendar, wall clock)"
         if state is TradingState.HALTED:
             return Reason.HALTED, "trading is HALTED"
         if not fresh:
             return Reason.FAILSAFE, "no word from the supervisor within the fail-safe time"
         if state is TradingState.REDUCING and not o.reduce_only:
             return Reason.REDUCE_ONLY, "REDUCING: only reduce-only orders pass"
+        if self.flatten_epoch and not o.intent_id.startswith(FLATTEN):
+            # the operator's flatten owns the positions now: a strategy's own reduce-only sell
+            # racing the flatten's could sell the same shares twice
+            return Reason.REDUCE_ONLY, "flatten under way: only the flatten's orders pass"
         return None
 
     def submit(
@@ -207,6 +235,90 @@ class ExecutionEngine:
         self.count("halt_cancels_sent", sent)
         return sent
 
+    # ------------------------------------------------------------------ flatten
+    def begin_flatten(self, epoch: int) -> None:
+        if epoch != self.flatten_epoch:
+            self.flatten_epoch = epoch
+            self.flatten_cancelled.clear()
+            self.flatten_sent.clear()
+            self.counters["flatten_epoch"] = epoch
+            self.counters["flatten_orders"] = 0
+            logger.warning("flatten (epoch {}): cancelling open orders, closing positions", epoch)
+
+    def is_flatten_order(self, coid: str) -> bool:
+        try:
+            return str(self.journal.order(coid)["intent_id"]).startswith(FLATTEN)
+        except KeyError:
+            return False
+
+    def end_flatten(self) -> None:
+        self.flatten_epoch = 0
+        self.counters.pop("flatten_epoch", None)
+
+    def flatten_step(
+        self, state: TradingState, fresh: bool, now_ns: int, mono_ns: int
+    ) -> tuple[int, int]:
+        """One pass of `halt --flatten`: cancel every strategy order, and once none is left
+        working, sell every long (buy back every short) with reduce-only orders at the daily
+        price limit, which trade like market orders in every phase (a MARKET order where the
+        limits are unknown). What is already working for a position is never sent again, and
+        an order whose outcome is unknown stays open in the journal, so it counts as working
+        until reconciliation settles it. Returns (positions, shares) still to close."""
+        prefix = f"{FLATTEN}{self.flatten_epoch}:"
+        working: dict[tuple[str, str], int] = {}
+        others = 0
+        for row in self.journal.orders(open_only=True, limit=1_000_000):
+            if row["intent_id"].startswith(prefix):
+                key = (row["strategy"], row["symbol"])
+                working[key] = working.get(key, 0) + row["qty"] - row["filled_qty"]
+                continue
+            others += 1
+            coid = row["client_order_id"]
+            if coid not in self.flatten_cancelled and self.cancel(coid, "flatten"):
+                self.flatten_cancelled.add(coid)
+        positions = self.journal.positions()
+        shares = sum(abs(q) for q in positions.values())
+        self.counters["flatten_positions"] = len(positions)
+        self.counters["flatten_shares"] = shares
+        if others or not self.ready:
+            return len(positions), shares  # their fills would change the positions
+        for (strategy, symbol), qty in sorted(positions.items()):
+            left = abs(qty) - working.get((strategy, symbol), 0)
+            mono = mono_ns / 1e9
+            # a rejected flatten order is tried again, but at most once a second per position
+            if left <= 0 or mono - self.flatten_sent.get((strategy, symbol), -1e9) < 1.0:
+                continue
+            self.flatten_sent[(strategy, symbol)] = mono
+            side = Side.SELL if qty > 0 else Side.BUY
+            inst = self.limits.get(symbol)
+            if inst is None:
+                order_type, price = OrderType.MARKET, 0
+            else:
+                order_type = OrderType.LIMIT
+                price = inst.lower_limit if side is Side.SELL else inst.upper_limit
+            self.count("flatten_orders")
+            # unique across retries and restarts (wall clock) and within a pass (the count)
+            intent = f"{prefix}{strategy}:{symbol}:{now_ns}:{self.counters['flatten_orders']}"
+            self.submit(
+                SubmitOrder(
+                    client_order_id=ids.client_order_id(intent),
+                    intent_id=intent,
+                    strategy=strategy,
+                    symbol=symbol,
+                    side=side,
+                    qty=left,
+                    price=price,
+                    order_type=order_type,
+                    reduce_only=True,
+                    intent_ns=now_ns,
+                ),
+                state,
+                fresh,
+                now_ns,
+                mono_ns,
+            )
+        return len(positions), shares
+
     # ------------------------------------------------------------------ broker answers
     def on_adapter(self, events: list[AdapterEvent], now_ns: int, mono_ns: int) -> None:
         for ev in events:
@@ -296,17 +408,25 @@ class ExecutionEngine:
     def reconcile(
         self, now_ns: int, settle_ns: int = 0, timeout: float | None = None
     ) -> dict[str, int]:
-        """Match the journal with the broker's orders and fills. Raises BrokerUnavailable.
-
-        settle_ns: fills younger than this are left to their notices, which are on their way
-        (a periodic check must not report a notice in flight as a difference).
-        timeout: per query; the queries block the loop (broker I/O on its own thread is
-        issue 12's work), so reconciles while trading use a short one."""
+        """Ask the broker (blocking) and reconcile_with() its answer. Raises BrokerUnavailable.
+        The service asks on a thread of its own instead (services/execution/queries.py)."""
         self.reconcile_due = False
         if timeout is None:
             timeout = self.settings.broker.request_timeout_ms / 1000.0
-        broker_orders = self.adapter.orders_today(timeout)
-        broker_fills = self.adapter.fills_today(timeout)
+        return self.reconcile_with(take_snapshot(self.adapter, timeout), now_ns, settle_ns)
+
+    def reconcile_with(
+        self, snapshot: BrokerSnapshot, now_ns: int, settle_ns: int = 0
+    ) -> dict[str, int]:
+        """Match the journal with the broker's orders and fills as of `snapshot.asked_ns`.
+
+        settle_ns: fills younger than this (when asked) are left to their notices, which are
+        on their way (a periodic check must not report a notice in flight as a difference).
+        Orders journaled after the question was asked cannot be in the answer: they are not
+        judged by it."""
+        asked_ns = snapshot.asked_ns or now_ns
+        broker_orders = snapshot.orders
+        broker_fills = snapshot.fills
         stats = {"matched": 0, "adopted": 0, "fills": 0, "closed": 0, "lost": 0}
         known = {
             r["broker_order_no"]: r
@@ -322,6 +442,7 @@ class ExecutionEngine:
             if r["status"] in UNANSWERED
             and not r["broker_order_no"]
             and r["client_order_id"] not in awaited
+            and r["created_ns"] < asked_ns
         ]
         by_no = {o.order_no: o for o in broker_orders}
         awaited_rows = [
@@ -330,7 +451,8 @@ class ExecutionEngine:
             if r["client_order_id"] in awaited and not r["broker_order_no"]
         ]
 
-        window_ns = int((timeout + 1.0) * 1e9)
+        # an order reaches the broker within its send's answer timeout, or never
+        window_ns = int((self.settings.broker.request_timeout_ms / 1000.0 + 1.0) * 1e9)
 
         def same(r: dict[str, Any], bo: BrokerOrder) -> bool:
             # the broker received it after we journaled it, and within the answer timeout
@@ -385,7 +507,7 @@ class ExecutionEngine:
                 stats["adopted"] += 1
         booked = self.journal.fill_ids()  # one read, not one transaction per known fill
         for bf in sorted(broker_fills, key=lambda f: (f.ts_ns, f.order_no, f.fill_no)):
-            if ids.fill_id(bf.order_no, bf.fill_no) in booked or now_ns - bf.ts_ns < settle_ns:
+            if ids.fill_id(bf.order_no, bf.fill_no) in booked or asked_ns - bf.ts_ns < settle_ns:
                 continue
             coid = self.journal.coid_for(bf.order_no)
             if coid is None:
@@ -422,6 +544,34 @@ class ExecutionEngine:
                     del self.inflight[ref]
             stats["lost"] += 1
         return stats
+
+    def check_positions(self, holdings: dict[str, int], now_ns: int) -> dict[str, tuple[int, int]]:
+        """Shares per symbol, ours against the broker's: {symbol: (ours, broker's)} where they
+        differ. Ours = every journaled fill plus the day's baseline, which the day's first
+        check fixes from the broker (holdings QTS did not make, e.g. bought by hand)."""
+        day = dt.datetime.fromtimestamp(now_ns / 1e9, KST).date().isoformat()
+        ours: dict[str, int] = {}
+        for (_, symbol), qty in self.journal.positions().items():
+            ours[symbol] = ours.get(symbol, 0) + qty
+        baseline = self.journal.baseline(day)
+        if baseline is None:
+            baseline = {
+                s: holdings.get(s, 0) - ours.get(s, 0)
+                for s in holdings.keys() | ours.keys()
+                if holdings.get(s, 0) != ours.get(s, 0)
+            }
+            self.journal.set_baseline(day, baseline)
+            if baseline:
+                logger.warning(
+                    "the broker holds shares our fills do not explain (taken as the day's "
+                    "baseline, not traded by QTS): {}",
+                    baseline,
+                )
+        return {
+            s: (ours.get(s, 0) + baseline.get(s, 0), holdings.get(s, 0))
+            for s in sorted(holdings.keys() | ours.keys() | baseline.keys())
+            if ours.get(s, 0) + baseline.get(s, 0) != holdings.get(s, 0)
+        }
 
     def open_orders(self) -> int:
         return len(self.journal.orders(open_only=True, limit=1_000_000))

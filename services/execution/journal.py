@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS fills (
   strategy TEXT NOT NULL, symbol TEXT NOT NULL, side TEXT NOT NULL, qty INTEGER NOT NULL,
   price INTEGER NOT NULL, exch_ns INTEGER NOT NULL, ts_ns INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS baseline (day TEXT PRIMARY KEY, holdings TEXT NOT NULL);
 """
 
 ORDER_COLUMNS = (
@@ -378,6 +379,26 @@ class Journal:
             (*(OPEN if open_only else ()), limit),
         )
         return [dict(zip(ORDER_COLUMNS, r, strict=True)) for r in rows]
+
+    def positions(self) -> dict[tuple[str, str], int]:
+        """Shares held per (strategy, symbol) from every journaled fill; zeros left out."""
+        rows = self.db.execute(
+            "SELECT strategy, symbol, SUM(CASE side WHEN 'BUY' THEN qty ELSE -qty END) "
+            "FROM fills GROUP BY strategy, symbol"
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows if r[2]}
+
+    def baseline(self, day: str) -> dict[str, int] | None:
+        """Shares per symbol the broker held on `day` beyond what our fills explain (holdings
+        QTS did not make), fixed at the day's first reconciliation; None if not fixed yet."""
+        row = self.db.execute("SELECT holdings FROM baseline WHERE day = ?", (day,)).fetchone()
+        return None if row is None else dict(msgspec.json.decode(row[0], type=dict[str, int]))
+
+    def set_baseline(self, day: str, holdings: dict[str, int]) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO baseline (day, holdings) VALUES (?, ?)",
+            (day, msgspec.json.encode(holdings).decode()),
+        )
 
     def fill_ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT fill_id FROM fills")}

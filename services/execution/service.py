@@ -19,10 +19,10 @@ from services.execution.adapters.base import BrokerAdapter, BrokerUnavailable
 from services.execution.engine import ExecutionEngine
 from services.execution.journal import Journal
 from services.execution.orders import IllegalTransition
+from services.execution.queries import BrokerQueries
 from services.runtime.log import logger
 from services.runtime.service import Service
-
-LOOP_QUERY_TIMEOUT_S = 0.25  # a local venue answers in ms; a real broker needs a thread
+from services.runtime.snapshots import fetch_instruments
 
 
 def _unused(frame: bytes) -> None:
@@ -47,6 +47,8 @@ class ExecutionService(Service):
         self.pub = self.bind(zmq.PUB, "exec")
         self.engine = ExecutionEngine(self.settings, self.journal, self.adapter, self.publish)
         self.adapter.start(self.ctx)
+        self.queries = BrokerQueries(self.adapter, self.ctx)
+        self.on_raw(self.queries.wake, "broker.queries", self.on_snapshot)
         for sock in self.adapter.poll_sockets():
             # read by the adapter itself in _drain below; the handler is never called
             self.on_raw(sock, f"broker.{self.adapter.name}", _unused)
@@ -60,6 +62,7 @@ class ExecutionService(Service):
         self.next_reconcile = 0.0
         self.reconcile_backoff_until = 0.0
         self.next_periodic = time.monotonic() + self.settings.execution.reconcile_interval_s
+        self.position_suspects: dict[str, tuple[int, int]] = {}
 
     # the adapter reads its own sockets (it may need multipart, or several frames at once)
     def _drain(self, sock: zmq.Socket[Any], handler: Any) -> None:
@@ -101,69 +104,116 @@ class ExecutionService(Service):
         if msg.state is TradingState.HALTED:
             sent = self.engine.cancel_all(msg.epoch)
             logger.warning("HALTED (epoch {}): {} cancels sent", msg.epoch, sent)
+        if msg.state is TradingState.REDUCING and msg.flatten:
+            self.engine.begin_flatten(msg.epoch)
+            # daily limits price the flatten's orders (marketable in every phase)
+            self.engine.limits.update({i.symbol: i for i in fetch_instruments(self)})
+            self.guard(self.flatten_step)
+        else:
+            self.engine.end_flatten()
+
+    def flatten_step(self) -> None:
+        self.engine.flatten_step(
+            self.trading_state, self.control_fresh(), time.time_ns(), time.monotonic_ns()
+        )
 
     def tick(self) -> None:
         now = time.monotonic()
-        if not self.engine.ready and now >= self.next_reconcile:
-            self.try_reconcile()
-        elif self.engine.ready:
+        if not self.engine.ready:
+            if now >= self.next_reconcile:
+                self.ask_broker("start")
+        else:
             self.guard(lambda: self.engine.check_timeouts(now, time.time_ns()))
             if self.engine.reconcile_due and now >= self.reconcile_backoff_until:
-                self.loop_reconcile(0)
+                self.ask_broker("due")
             if self.engine.cancel_retry:
                 self.engine.retry_cancels()
+            if self.engine.flatten_epoch:
+                self.guard(self.flatten_step)
             interval = self.settings.execution.reconcile_interval_s
-            if interval and now >= self.next_periodic and now >= self.reconcile_backoff_until:
+            due = interval and now >= self.next_periodic and now >= self.reconcile_backoff_until
+            if due and self.ask_broker("periodic"):
                 self.next_periodic = now + interval
-                stats = self.loop_reconcile(1_000_000_000)
-                if stats is not None:
-                    self.count("reconciliations")
-                    differences = sum(stats.values())
-                    if differences:
-                        self.count("reconcile_differences", differences)
-                        logger.warning("periodic reconciliation found differences: {}", stats)
         self.counters["open_orders"] = self.engine.open_orders()
 
-    def loop_reconcile(self, settle_ns: int) -> dict[str, int] | None:
-        """A reconcile while trading: short query timeouts, and a second of back-off after a
-        failure so that a broker that is down does not keep the loop (and its heartbeats,
-        halts and cancels) blocked. Anything the broker knows that our notices did not tell
-        us is journaled and published like any event."""
-        try:
-            return self.engine.reconcile(time.time_ns(), settle_ns, timeout=LOOP_QUERY_TIMEOUT_S)
-        except BrokerUnavailable as exc:
-            self.engine.reconcile_due = True
-            self.reconcile_backoff_until = time.monotonic() + 1.0
-            self.count("reconcile_failures")
-            self.detail = f"broker unavailable: {exc}"
-            logger.warning("reconcile failed, retrying in 1 s: {}", exc)
-        except IllegalTransition as exc:
-            logger.critical("broken order invariant during reconcile: {}", exc)
-            self.stop(f"broken invariant: {exc}", code=3)
-        return None
+    # ------------------------------------------------------------------ reconciliation
+    def ask_broker(self, purpose: str) -> bool:
+        """Reconciliation, step 1: ask the broker for a snapshot on the query thread; the loop
+        goes on serving orders, cancels, halts and heartbeats meanwhile. False if a snapshot
+        is already under way (its answer will serve: a due reconcile stays due)."""
+        timeout = self.settings.broker.request_timeout_ms / 1000.0
+        if not self.queries.ask(timeout, purpose):
+            return False
+        self.engine.reconcile_due = False  # this snapshot serves it; a later cause sets it again
+        return True
 
-    def try_reconcile(self) -> None:
+    def on_snapshot(self, frame: bytes) -> None:
+        """Step 2, on the loop: the broker's answer (or its failure) is applied."""
+        purpose = self.queries.purpose
         try:
-            stats = self.engine.reconcile(time.time_ns())
+            snapshot = self.queries.take()
         except BrokerUnavailable as exc:
-            self.detail = f"reconcile failed, retrying: {exc}"
-            self.next_reconcile = time.monotonic() + (
-                self.settings.execution.reconcile_retry_ms / 1000.0
-            )
-            logger.warning("{}", self.detail)
+            self.count("reconcile_failures")
+            if not self.engine.ready:
+                self.next_reconcile = time.monotonic() + (
+                    self.settings.execution.reconcile_retry_ms / 1000.0
+                )
+                self.detail = f"reconcile failed, retrying: {exc}"
+            else:
+                # a broker that is down is asked again after a second, not on every tick
+                self.engine.reconcile_due = self.engine.reconcile_due or purpose == "due"
+                self.reconcile_backoff_until = time.monotonic() + 1.0
+                self.detail = f"broker unavailable: {exc}"
+            logger.warning("broker query failed ({}): {}", purpose, exc)
             return
+        settle_ns = 1_000_000_000 if purpose == "periodic" else 0
+        try:
+            stats = self.engine.reconcile_with(snapshot, time.time_ns(), settle_ns)
         except IllegalTransition as exc:
             logger.critical("broken order invariant during reconcile: {}", exc)
             self.stop(f"broken invariant: {exc}", code=3)
             return
-        self.engine.ready = True
-        self.status, self.detail = "ready", ""
-        logger.info("reconciled with the broker: {}", stats)
-        if self.trading_state is TradingState.HALTED and self.epoch:
-            self.engine.cancel_all(self.epoch)
+        if self.engine.ready and self.detail.startswith("broker unavailable"):
+            self.detail = ""
+        if not self.engine.ready:
+            self.engine.ready = True
+            self.status, self.detail = "ready", ""
+            logger.info("reconciled with the broker: {}", stats)
+            if self.trading_state is TradingState.HALTED and self.epoch:
+                self.engine.cancel_all(self.epoch)
+        else:
+            self.count("reconciliations")
+            differences = sum(stats.values())
+            if differences:
+                # anything the broker knows that our notices did not tell us is now journaled
+                # and published like any event
+                self.count("reconcile_differences", differences)
+                logger.warning("reconciliation ({}) found differences: {}", purpose, stats)
+        # the first check of the day fixes the day's baseline (holdings QTS did not make)
+        self.check_positions(snapshot.holdings, strict=purpose == "periodic")
+
+    def check_positions(self, holdings: dict[str, int], strict: bool) -> None:
+        """Positions against the broker's balance. A fill in flight makes a difference for a
+        moment, so only one seen by two periodic checks in a row counts (in
+        reconcile_differences, which the supervisor's guardrail turns into REDUCING past its
+        threshold)."""
+        diffs = self.engine.check_positions(holdings, time.time_ns())
+        if not strict:
+            return
+        confirmed = {s: d for s, d in diffs.items() if self.position_suspects.get(s) == d}
+        self.position_suspects = diffs
+        if confirmed:
+            self.count("position_differences", len(confirmed))
+            self.count("reconcile_differences", len(confirmed))
+            logger.error(
+                "positions differ from the broker's (ours, broker's): {}",
+                ", ".join(f"{s} {a}/{b}" for s, (a, b) in confirmed.items()),
+            )
 
     def heartbeat_counters(self) -> dict[str, int]:
         self.counters.update(self.engine.counters)
+        # broker connectivity for the supervisor's broker_disconnect guardrail
+        self.counters["broker_down_ms"] = self.adapter.broker_down_ms(time.monotonic())
         return self.counters
 
     def cmd_orders(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -185,4 +235,5 @@ class ExecutionService(Service):
     def teardown(self) -> None:
         adapter = getattr(self, "adapter", None)  # absent when setup refused the broker type
         if adapter is not None:
+            self.queries.close()
             adapter.close()

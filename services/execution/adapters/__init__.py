@@ -16,6 +16,20 @@ def make_adapter(settings: Settings) -> BrokerAdapter:
         from services.execution.adapters.paper import PaperAdapter
 
         return PaperAdapter(settings)
-    raise BrokerNotAvailable(
-        f"broker {kind!r} is not implemented yet (issues 8 and 9); use broker.type 'paper'"
-    )
+    if kind == "kis":
+        from services.execution.adapters.kis.adapter import KisAdapter
+        from services.runtime.secrets import MissingSecret
+
+        try:
+            return KisAdapter(settings)
+        except (MissingSecret, ValueError) as exc:
+            raise BrokerNotAvailable(f"broker 'kis' is not configured: {exc}") from None
+    if kind == "kiwoom":
+        from services.execution.adapters.kiwoom.adapter import KiwoomAdapter
+        from services.runtime.secrets import MissingSecret
+
+        try:
+            return KiwoomAdapter(settings)
+        except (MissingSecret, ValueError) as exc:
+            raise BrokerNotAvailable(f"broker 'kiwoom' is not configured: {exc}") from None
+    raise BrokerNotAvailable(f"unknown broker {kind!r}: broker.type is paper, kis or kiwoom")

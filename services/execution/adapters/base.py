@@ -130,3 +130,9 @@ class BrokerAdapter(ABC):
 
     @abstractmethod
     def balance(self, timeout: float) -> tuple[int, dict[str, int]]: ...
+
+    def broker_down_ms(self, mono: float) -> int:
+        """0 while the broker answers, else ms since it stopped (the supervisor's
+        broker_disconnect guardrail). Called with every heartbeat, from the loop: an adapter
+        may send its liveness probe from here. An adapter that cannot tell says 0."""
+        return 0

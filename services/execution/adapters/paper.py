@@ -37,6 +37,7 @@ from services.execution.adapters.base import (
 from services.runtime.settings import Settings
 
 QUERY_REQ_BASE = 1 << 40  # query request ids never collide with order refs
+PROBE_EVERY_S = 1.0  # a liveness probe (a "balance" query) on the order socket this often
 
 
 class PaperAdapter(BrokerAdapter):
@@ -52,6 +53,12 @@ class PaperAdapter(BrokerAdapter):
         self.notice_seq = 0
         self.query_ids = itertools.count(QUERY_REQ_BASE)
         self.bad_frames = 0
+        # connectivity: the venue answers, or since when (monotonic) it has not
+        self.timeout_s = settings.broker.request_timeout_ms / 1000.0
+        self.down_since: float | None = None
+        self.probe_id = 0  # the probe awaiting its answer (0: none)
+        self.probe_sent = 0.0
+        self.next_probe = 0.0
 
     def start(self, ctx: zmq.Context[Any]) -> None:
         self.ctx = ctx
@@ -91,8 +98,37 @@ class PaperAdapter(BrokerAdapter):
             except codec.DecodeError:
                 self.bad_frames += 1
                 continue
+            if sock is self.dealer:
+                self.down_since = None  # any answer on the order socket: the venue is there
+                probe = isinstance(msg, VenueQueryReply | VenueAck) and msg.req_id == self.probe_id
+                if probe and self.probe_id:
+                    self.probe_id = 0
+                    continue
             out.extend(self._translate(msg))
         return out
+
+    def broker_down_ms(self, mono: float) -> int:
+        """0 while the venue answers, else ms since it stopped. It stops when the order
+        socket has no connection (the venue process is gone: IMMEDIATE refuses the send) or a
+        probe went unanswered for broker.request_timeout_ms (the venue is there but stuck).
+        Sends the next probe when one is due: call it every heartbeat."""
+        if self.probe_id and mono - self.probe_sent > self.timeout_s:
+            self.probe_id = 0  # unanswered: lost since it was sent
+            self._lost(self.probe_sent)
+        if not self.probe_id and mono >= self.next_probe:
+            self.next_probe = mono + PROBE_EVERY_S
+            probe = next(self.query_ids)
+            try:
+                self._send(codec.encode(VenueQuery(req_id=probe, what="balance")))
+            except NotSent:
+                self._lost(mono)
+            else:
+                self.probe_id, self.probe_sent = probe, mono
+        return 0 if self.down_since is None else max(1, int((mono - self.down_since) * 1000))
+
+    def _lost(self, since: float) -> None:
+        if self.down_since is None:
+            self.down_since = since
 
     def _translate(self, msg: Any) -> list[AdapterEvent]:
         if isinstance(msg, VenueAck):

@@ -19,7 +19,7 @@ from services.execution.adapters.base import (
 from services.execution.engine import ExecutionEngine
 from services.execution.journal import Journal
 from services.runtime import ids
-from services.runtime.settings import Settings
+from services.runtime.settings import SessionSettings, Settings
 
 NOW = 1_700_000_000_000_000_000
 
@@ -73,11 +73,15 @@ class FakeAdapter(BrokerAdapter):
         return 0, {}
 
 
-def make(tmp: Path, ready: bool = True) -> tuple[ExecutionEngine, FakeAdapter, list[ExecEvent]]:
+def make(
+    tmp: Path, ready: bool = True, settings: Settings | None = None
+) -> tuple[ExecutionEngine, FakeAdapter, list[ExecEvent]]:
     journal = Journal(tmp / "journal.db")
     adapter = FakeAdapter(journal)
     out: list[ExecEvent] = []
-    engine = ExecutionEngine(Settings(), journal, adapter, out.append)
+    # the fixed test clock (NOW) is a Wednesday 07:13 KST: outside the session
+    settings = settings or Settings(session=SessionSettings(clock="always_open"))
+    engine = ExecutionEngine(settings, journal, adapter, out.append)
     engine.ready = ready
     return engine, adapter, out
 

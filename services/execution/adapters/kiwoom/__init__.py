@@ -1,0 +1,1 @@
+"""Kiwoom (키움증권) REST API + WebSocket broker adapter (docs/brokers/kiwoom.md)."""
