@@ -13,12 +13,14 @@ from protocol.messages import (
     Instrument,
     MarketData,
     OrderIntent,
+    PhaseChanged,
     Trade,
 )
 from services.risk.engine import RiskEngine
 from services.runtime import client
 from services.runtime.journal_sync import fetch_history
 from services.runtime.log import logger
+from services.runtime.md_sync import FETCH_ERRORS, MdSync, observer_fetch
 from services.runtime.service import Service
 from services.runtime.snapshots import fetch_instruments
 
@@ -27,19 +29,38 @@ class RiskService(Service):
     name = "risk"
 
     def setup(self) -> None:
-        self.engine = RiskEngine(self.settings.risk)
+        s = self.settings
+        self.engine = RiskEngine(s.risk, s.account, s.broker)
         self.orders = self.connect(zmq.PUSH, "orders")
         self.intents = self.bind(zmq.PULL, "intents")
-        self.md = self.connect(zmq.SUB, "md")
+        # marks, not md: the latest trade per symbol every observer.marks_interval_ms plus
+        # reference data and phases at once, so risk is not woken by every tick (it would
+        # compete for the CPU with the strategy whose intent it is about to judge)
+        self.md = self.connect(zmq.SUB, "marks")
         self.exec = self.connect(zmq.SUB, "exec")
         self.on(self.intents, "intents", self.on_intent)
-        self.on(self.md, "md", self.on_md)
+        # a conflated stream has gaps by design: no md_sync here. Phases and reference data
+        # are repeated every second; a restart starts from the observer's snapshot
+        self.md_sync = MdSync(observer_fetch(self), self.on_md, self.count)
+        self.on(self.md, "marks", self.on_md)
         self.on(self.exec, "exec", self.engine.on_exec)
         self.command("stats", self.cmd_stats)
-        self.every(1.0, lambda: self.engine.expire(time.time_ns()))
-        for inst in fetch_instruments(self):  # no UNKNOWN_SYMBOL storm after a restart
-            self.engine.on_instrument(inst)
+        self.every(1.0, lambda: self.engine.expire(time.time_ns(), time.monotonic_ns()))
         self.rebuild()
+        self.warm_up_md()
+
+    def warm_up_md(self) -> None:
+        """The observer's current state (instruments, market and symbol phases, last trades)
+        before the first intent, so a restarted risk does not deny a burst as SESSION_UNKNOWN
+        or UNKNOWN_SYMBOL while it waits for the next broadcast."""
+        try:
+            n = self.md_sync.warm_up(0, 2.0, observer_fetch(self, timeout=1.0))
+        except FETCH_ERRORS as exc:
+            logger.info("no market-data snapshot from the observer ({}); waiting for it", exc)
+            for inst in fetch_instruments(self):
+                self.engine.on_instrument(inst)
+            return
+        logger.info("market state from the observer's snapshot: {} messages", n)
 
     def rebuild(self) -> None:
         """Positions and working orders from execution's journal, then live events."""
@@ -54,6 +75,8 @@ class RiskService(Service):
             self.engine.on_trade(event)
         elif isinstance(event, Instrument):
             self.engine.on_instrument(event)
+        elif isinstance(event, PhaseChanged):
+            self.engine.on_phase(event)
 
     def on_intent(self, intent: OrderIntent | CancelIntent) -> None:
         decision = self.engine.decide(
@@ -72,6 +95,13 @@ class RiskService(Service):
             "approved": e.approved,
             "denied": dict(e.denied),
             "exec_seq": e.exec_seq,
-            "holdings": {s: q for s, q in e.account.items() if q},
+            "holdings": {s: t.pos for s, t in e.sym_t.items() if t.pos},
             "open_orders": len(e.open),
+            "cash": e.cash(),
+            "day_pnl": e.acct.day_pnl(),
+            "orders_today": e.acct.orders,
+            "cancels_today": e.acct.cancels,
+            "market_phase": e.market_phase.value if e.market_phase else None,
+            "symbol_phases": {sym: p.value for sym, p in e.symbol_phase.items()},
+            "submit_rate": {"per_s": e.rate, "burst": e.burst},
         }

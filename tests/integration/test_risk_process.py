@@ -1,4 +1,4 @@
-"""The real risk process against a fake supervisor (control PUB), md PUB and execution (PULL)."""
+"""The real risk process against a fake supervisor (control PUB), marks PUB and execution."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import zmq
 from protocol import codec
 from protocol.codes import Reason
 from protocol.endpoints import ctl_name, endpoint
-from protocol.enums import Side, TradingState
+from protocol.enums import MarketPhase, Side, TradingState
 from protocol.messages import (
     Instrument,
     IntentDenied,
     OrderIntent,
+    PhaseChanged,
     SubmitOrder,
     TradingStateUpdate,
 )
@@ -38,7 +39,7 @@ def test_risk_approves_denies_and_survives_bad_frames(tmp_path: Path) -> None:
     for sock in (control, md, orders, intents):
         sock.setsockopt(zmq.LINGER, 0)
     control.bind(endpoint(run, "control"))
-    md.bind(endpoint(run, "md"))
+    md.bind(endpoint(run, "marks"))  # risk takes the conflated marks stream
     orders.bind(endpoint(run, "orders"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.risk"],
@@ -67,6 +68,13 @@ def test_risk_approves_denies_and_survives_bad_frames(tmp_path: Path) -> None:
         )
     )
 
+    phase = codec.encode(
+        PhaseChanged(stream=1, seq=2, symbol="", exch_ns=0, phase=MarketPhase.CONTINUOUS)
+    )
+    halted = codec.encode(
+        PhaseChanged(stream=1, seq=3, symbol="005930", exch_ns=0, phase=MarketPhase.HALTED)
+    )
+
     def ping() -> dict[str, Any]:
         return client.call(ctl, "ping", timeout=1.0)
 
@@ -75,10 +83,13 @@ def test_risk_approves_denies_and_survives_bad_frames(tmp_path: Path) -> None:
         md.send(inst)
         return bool(ping()["state"] == "ACTIVE")
 
-    def decision(price: int, n: int) -> Any:
-        """Push one intent (state and reference data refreshed first) and read risk's answer."""
+    def decision(price: int, n: int, with_phase: bool = True) -> Any:
+        """Push one intent (state, reference data and phase refreshed first) and read risk's
+        answer."""
         control.send(state)
         md.send(inst)
+        if with_phase:
+            md.send(phase)
         intents.send(codec.encode(OrderIntent(
             intent_id=f"pulse:1:{n}:0", strategy="pulse", symbol="005930", side=Side.BUY,
             qty=1, price=price, created_ns=time.time_ns())))  # fmt: skip
@@ -88,16 +99,21 @@ def test_risk_approves_denies_and_survives_bad_frames(tmp_path: Path) -> None:
     try:
         eventually(heard_peers, message="risk ACTIVE")
         intents.connect(endpoint(run, "intents"))
-        # the md SUB may join after the first Instrument was sent: until it has one, risk
-        # answers UNKNOWN_SYMBOL, so ask again (a new intent id each time) until approved
+        # the md SUB may join after the first Instrument and phase were sent: until it has
+        # them, risk answers SESSION_UNKNOWN or UNKNOWN_SYMBOL, so ask again (a new intent id
+        # each time) until approved
         n = 0
+        early = {Reason.UNKNOWN_SYMBOL, Reason.SESSION_UNKNOWN}
+        # no phase was ever sent: refused whatever else risk has heard (risk.require_phase)
+        first = decision(70_000, 0, with_phase=False)
+        assert isinstance(first, IntentDenied) and first.code == Reason.SESSION_UNKNOWN, first
 
         def approved() -> bool:
             nonlocal n
             n += 1
             msg = decision(70_000, n)
             if isinstance(msg, IntentDenied):
-                assert msg.code == Reason.UNKNOWN_SYMBOL, msg
+                assert msg.code in early, msg
                 return False
             assert isinstance(msg, SubmitOrder)
             assert msg.client_order_id == ids.client_order_id(f"pulse:1:{n}:0")
@@ -111,6 +127,21 @@ def test_risk_approves_denies_and_survives_bad_frames(tmp_path: Path) -> None:
 
         stats = client.call(ctl, "stats", timeout=1.0)
         assert stats["approved"] == 1 and stats["denied"].get(Reason.TICK_SIZE) == 1
+        assert stats["market_phase"] == "CONTINUOUS" and stats["orders_today"] == 1
+
+        # a symbol's own halt (PhaseChanged from the observer, wired in service.on_md)
+        md.send(halted)
+        eventually(
+            lambda: client.call(ctl, "stats", timeout=1.0)["symbol_phases"] == {"005930": "HALTED"},
+            message="symbol halt applied",
+        )
+        control.send(state)
+        intents.send(codec.encode(OrderIntent(
+            intent_id="pulse:1:2000:0", strategy="pulse", symbol="005930", side=Side.BUY,
+            qty=1, price=70_000, created_ns=time.time_ns())))  # fmt: skip
+        assert orders.poll(3000), "no answer from risk"
+        msg = decode(orders.recv())
+        assert isinstance(msg, IntentDenied) and msg.code == Reason.MARKET_HALTED, msg
 
         intents.send(b"\xc1not msgpack")
         eventually(
