@@ -121,3 +121,10 @@ class Strategy:
 
     def on_timer(self, now_ns: int, ctx: Context) -> None:
         pass
+
+    # True: the engine calls on_session_end `session.flatten_before_close_min` minutes before
+    # the closing auction (exchange clock, from the market data), once per session
+    flatten_before_close = False
+
+    def on_session_end(self, closes_ns: int, ctx: Context) -> None:
+        """Time to close the day's positions (only if flatten_before_close)."""

@@ -25,10 +25,12 @@ from protocol.messages import (
     OrderIntent,
     OrderRejected,
     OrderSubmitted,
+    PhaseChanged,
     Trace,
     Trade,
 )
 from services.runtime import ids
+from services.runtime.calendar import CLOSING_AUCTION
 from services.strategy.api import Context, Strategy, WorkingOrder
 
 Intent = OrderIntent | CancelIntent
@@ -37,9 +39,20 @@ PENDING_TIMEOUT_NS = 5_000_000_000  # an intent never answered (dropped in trans
 
 class StrategyEngine:
     def __init__(
-        self, strategies: list[Strategy], params: dict[str, dict[str, Any]], state_dir: Path
+        self,
+        strategies: list[Strategy],
+        params: dict[str, dict[str, Any]],
+        state_dir: Path,
+        flatten_before_close_min: float = 0.0,
     ) -> None:
         self.strategies = strategies
+        # session end: strategies that ask for it are told this long before the closing auction
+        self.session_end_lead_ns = int(
+            (CLOSING_AUCTION.total_seconds() + flatten_before_close_min * 60) * 1e9
+        )
+        self.closes_ns = 0  # today's session end (PhaseChanged.closes_ns), 0 = none known
+        self.exch_now_ns = 0  # the exchange clock: the latest market-data timestamp
+        self.session_ended = 0  # closes_ns of the session whose end was announced
         self.contexts = {
             s.name: Context(self, s.name, params.get(s.name, {}), state_dir) for s in strategies
         }
@@ -56,6 +69,12 @@ class StrategyEngine:
         self.instruments: dict[str, Instrument] = {}
         self.exec_seq = 0
         self.suppressed = 0
+        # replaying: market data from the observer's history (warm-up at start, or a gap being
+        # recovered) reaches the strategies so their state is right, but whatever they ask for
+        # meanwhile is counted here and never sent: a restarted strategy already acted on it,
+        # and a late message is no ground for an order (the next live one decides)
+        self.replaying = False
+        self.replay_suppressed = 0
 
     def start(self) -> None:
         for s in self.strategies:
@@ -77,7 +96,24 @@ class StrategyEngine:
         )
         for s in self.strategies:
             s.on_market(event, self.contexts[s.name])
+        if isinstance(event, PhaseChanged) and event.symbol == "":
+            self.closes_ns = event.closes_ns
+        self.exch_now_ns = max(self.exch_now_ns, getattr(event, "exch_ns", 0))
+        self.check_session_end()
         return self._flush()
+
+    def check_session_end(self) -> None:
+        """Once per session, at closes - closing auction - flatten_before_close_min by the
+        exchange clock (so a replay ends its day on time too)."""
+        closes = self.closes_ns
+        if not closes or closes == self.session_ended or self.replaying:
+            return  # decided on the first live message, not swallowed by a replay
+        if self.exch_now_ns < closes - self.session_end_lead_ns:
+            return
+        self.session_ended = closes
+        for s in self.strategies:
+            if s.flatten_before_close:
+                s.on_session_end(closes, self.contexts[s.name])
 
     def on_exec(self, event: ExecEvent, now_ns: int, mono_ns: int) -> list[Intent]:
         """Apply one execution event (idempotent by seq) and let its strategy react."""
@@ -174,6 +210,9 @@ class StrategyEngine:
         tif: TimeInForce,
         reduce_only: bool,
     ) -> str | None:
+        if self.replaying:
+            self.replay_suppressed += 1
+            return None
         state = self.trading_state
         if state is TradingState.HALTED:
             self.suppressed += 1
@@ -208,6 +247,9 @@ class StrategyEngine:
 
     def cancel(self, ctx: Context, client_order_id: str) -> None:
         if client_order_id not in ctx.working or client_order_id in ctx.cancelling:
+            return
+        if self.replaying:
+            self.replay_suppressed += 1
             return
         ctx.cancelling.add(client_order_id)
         self.out.append(

@@ -11,6 +11,7 @@ goes out before any fill notice it caused, whatever latencies are configured.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
 from typing import Any
@@ -32,8 +33,17 @@ from protocol.venue import (
     VenueRequest,
 )
 from services.runtime.log import logger
+from services.runtime.md_sync import MdSync, observer_fetch
 from services.runtime.service import Service
-from services.venue.matching import FILLED, OPEN, Venue, VFill, VOrder, kst_day_start_ns
+from services.venue.matching import (
+    EXPIRED,
+    FILLED,
+    OPEN,
+    Venue,
+    VFill,
+    VOrder,
+    kst_day_start_ns,
+)
 from services.venue.store import VenueStore
 
 QUERIES = ("open_orders", "orders", "fills", "balance")
@@ -78,20 +88,29 @@ class VenueService(Service):
         self.venue = Venue(acct.initial_cash, acct.commission_rate_bp, cfg.queue_model)
         self.store = VenueStore(self.settings.runtime.state_dir / "venue.db", cfg.synchronous)
         loaded = self.store.load(acct.initial_cash)
-        self.venue.restore(loaded.cash, loaded.holdings, loaded.next_no, loaded.open_orders)
+        self.venue.restore(
+            loaded.cash, loaded.holdings, loaded.next_no, loaded.open_orders, loaded.phases
+        )
         for inst in loaded.instruments:
             self.venue.on_instrument(inst)
         self.notice_seq = loaded.notice_seq
         logger.info(
-            "venue account: cash {:,} KRW, {} holdings, {} open orders, next order {}, notice {}",
+            "venue account: cash {:,} KRW, {} holdings, {} open orders, next order {}, notice {}, "
+            "phase {}",
             self.venue.cash,
             len(self.venue.holdings),
             len(self.venue.open),
             self.venue.next_no,
             self.notice_seq,
+            self.venue.phases(),
         )
         self.ack_s = cfg.ack_latency_ms / 1000.0
         self.fill_s = cfg.fill_latency_ms / 1000.0
+        self.order_s = cfg.order_latency_ms / 1000.0
+        self.cancel_s = cfg.cancel_latency_ms / 1000.0
+        # requests on their way to the matching engine: (due, arrival no, identity, request)
+        self.inbound: list[tuple[float, int, bytes, VenueNewOrder | VenueCancel]] = []
+        self.arrivals = 0
         # delayed sends, each queue in due order (its due times never decrease)
         self.answers: deque[tuple[float, bytes, bytes]] = deque()
         self.notices: deque[tuple[float, bytes]] = deque()
@@ -99,18 +118,23 @@ class VenueService(Service):
         self.router = self.bind(zmq.ROUTER, "venue")
         self.notice_pub = self.bind(zmq.PUB, "venue_notice")
         self.md = self.connect(zmq.SUB, "md")
-        self.on(self.md, "md", self.on_md)
+        # md through md_sync: a trade lost in a gap is fetched from the observer and matched
+        self.md_sync = MdSync(observer_fetch(self), self.on_md, self.count)
+        self.on(self.md, "md", self.md_sync.live)
+        self.every(0.1, self.md_sync.poll)
         self.on_router(self.router, "venue_request", self.on_request)
-        if self.ack_s > 0 or self.fill_s > 0:
+        if max(self.ack_s, self.fill_s, self.order_s, self.cancel_s) > 0:
             self.every(0.001, self.flush_delayed)  # only when a latency is modelled
         self.command("orders", self.cmd_orders)
         self.command("balance", self.cmd_balance)
 
     def teardown(self) -> None:
-        if self.answers or self.notices:
+        if self.answers or self.notices or self.inbound:
             # like a broker that died: the state is committed, clients reconcile by query
+            # (requests still on their way never reached the engine: no order number exists)
             logger.warning(
-                "venue stopping with {} answers and {} notices not yet sent",
+                "venue stopping with {} requests in flight, {} answers and {} notices not sent",
+                len(self.inbound),
                 len(self.answers),
                 len(self.notices),
             )
@@ -141,6 +165,13 @@ class VenueService(Service):
 
     def flush_delayed(self) -> None:
         now = time.monotonic()
+        # requests that reached the engine: their answers and notices queue behind
+        while self.inbound and self.inbound[0][0] <= now:
+            _, _, identity, req = heapq.heappop(self.inbound)
+            if isinstance(req, VenueNewOrder):
+                self.new_order(identity, req)
+            else:
+                self.cancel(identity, req)
         # answers first: a new order's fill notices are due no earlier than its ack
         while self.answers and self.answers[0][0] <= now:
             _, identity, frame = self.answers.popleft()
@@ -149,9 +180,10 @@ class VenueService(Service):
             self.notice_pub.send(self.notices.popleft()[1])
 
     def commit(
-        self, orders: list[VOrder], fills: list[VFill], closed: list[VOrder]
+        self, orders: list[VOrder], fills: list[VFill], closed: list[VOrder], phases: bool = False
     ) -> list[VenueFillNotice | VenueOrderNotice]:
-        """Number the notices for `fills` and `closed`, commit everything, return the notices."""
+        """Number the notices for `fills` and `closed`, commit everything (with the phases when
+        a phase change caused it), return the notices."""
         notices: list[VenueFillNotice | VenueOrderNotice] = []
         for f in fills:
             self.notice_seq += 1
@@ -189,6 +221,7 @@ class VenueService(Service):
             notice_seq=self.notice_seq,
             orders=[*orders, *closed],
             fills=fills,
+            phases=v.phases() if phases else None,
         )
         if fills:
             self.count("fills", len(fills))
@@ -208,11 +241,27 @@ class VenueService(Service):
             self.count("instruments")
             return
         elif isinstance(event, PhaseChanged):
-            expired = self.venue.on_phase(event)
+            # the observer repeats the market's phase every second: only a change is written
+            before = self.venue.phases()
+            done = self.venue.on_phase(event, time.time_ns())
+            changed = self.venue.phases() != before
+            if changed:
+                self.count(f"phases.{event.phase.value}")
+            if done.fills:
+                logger.info(
+                    "{} {}: uncross gave {} fills",
+                    event.symbol or "market",
+                    event.phase.value,
+                    len(done.fills),
+                )
+            expired = sum(1 for o in done.closed if o.status == EXPIRED)
             if expired:
-                self.count("expired", len(expired))
-                logger.info("market closed: {} open orders expired", len(expired))
-                self.notify(self.commit([], [], expired), 0.0)
+                self.count("expired", expired)
+                logger.info("market closed: {} open orders expired", expired)
+            if done.fills or done.closed:
+                self.notify(self.commit([], done.fills, done.closed, phases=True), 0.0)
+            elif changed:
+                self.store.save_phases(self.venue.phases())
             return
         else:
             return  # EndOfStream: resting orders stay as they are
@@ -221,12 +270,17 @@ class VenueService(Service):
 
     # ------------------------------------------------------------------ requests
     def on_request(self, identity: bytes, req: VenueRequest) -> None:
-        if isinstance(req, VenueNewOrder):
-            self.new_order(identity, req)
-        elif isinstance(req, VenueCancel):
-            self.cancel(identity, req)
-        else:
+        if isinstance(req, VenueQuery):
             self.answer(identity, self.query(req))
+            return
+        delay = self.order_s if isinstance(req, VenueNewOrder) else self.cancel_s
+        if delay > 0:
+            self.arrivals += 1
+            heapq.heappush(self.inbound, (time.monotonic() + delay, self.arrivals, identity, req))
+        elif isinstance(req, VenueNewOrder):
+            self.new_order(identity, req)
+        else:
+            self.cancel(identity, req)
 
     def new_order(self, identity: bytes, req: VenueNewOrder) -> None:
         now_ns = time.time_ns()
@@ -350,4 +404,6 @@ class VenueService(Service):
             "buying_power": v.buying_power(),
             "open_orders": len(v.open),
             "market_closed": v.market_closed,
+            "market_phase": v.market_phase.value,
+            "symbol_phases": {s: p.value for s, p in sorted(v.symbol_phase.items())},
         }

@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 
 from protocol import codec
-from protocol.enums import OrderType, Side, TimeInForce
+from protocol.enums import MarketPhase, OrderType, Side, TimeInForce
 from protocol.messages import Instrument
 from services.venue.matching import OPEN, VFill, VOrder
 
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS fills (
   PRIMARY KEY (order_no, fill_no));
 CREATE INDEX IF NOT EXISTS fills_ts ON fills (ts_ns);
 CREATE TABLE IF NOT EXISTS instruments (symbol TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS phases (scope TEXT PRIMARY KEY, phase TEXT NOT NULL);
 """
 
 # columns added after the first version of this file, for venue.db files made by it
@@ -59,6 +60,8 @@ class Loaded:
     notice_seq: int
     open_orders: list[VOrder]
     instruments: list[Instrument]
+    # the last phases seen: "" -> the market's, a symbol -> its own VI or halt (empty: none yet)
+    phases: dict[str, MarketPhase]
 
 
 @dataclass(slots=True, frozen=True)
@@ -134,6 +137,10 @@ class VenueStore:
             notice_seq=int(meta["notice_seq"]),
             open_orders=open_orders,
             instruments=[decode(r[0]) for r in self.db.execute("SELECT data FROM instruments")],
+            phases={
+                scope: MarketPhase(phase)
+                for scope, phase in self.db.execute("SELECT scope, phase FROM phases")
+            },
         )
 
     def save_instrument(self, inst: Instrument) -> None:
@@ -152,9 +159,12 @@ class VenueStore:
         notice_seq: int,
         orders: list[VOrder],
         fills: list[VFill],
+        phases: dict[str, MarketPhase] | None = None,
     ) -> None:
         """Write one change in one transaction: the account, the orders it touched (as they
-        are now) and the new fills. Holdings are written for the symbols of those orders."""
+        are now), the new fills and, when given, the phases as they are now (replacing the old
+        ones: an uncross and the phase that caused it land together). Holdings are written for
+        the symbols of those orders."""
         touched = {id(o): o for o in [*orders, *(f.order for f in fills)]}.values()
         symbols = {o.symbol for o in touched}
         db = self.db
@@ -207,10 +217,28 @@ class VenueStore:
                     for f in fills
                 ],
             )
+            if phases is not None:
+                self._write_phases(phases)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def save_phases(self, phases: dict[str, MarketPhase]) -> None:
+        """The phases as they are now ("" the market's, symbols their own VI or halt)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self._write_phases(phases)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _write_phases(self, phases: dict[str, MarketPhase]) -> None:
+        self.db.execute("DELETE FROM phases")
+        self.db.executemany(
+            "INSERT INTO phases VALUES (?, ?)", [(k, p.value) for k, p in sorted(phases.items())]
+        )
 
     def order_status(self, order_no: str) -> str | None:
         row = self.db.execute(

@@ -98,3 +98,66 @@ def test_strategy_pulses_intents_and_survives_bad_frames(tmp_path: Path) -> None
         for sock in (control, md, intents):
             sock.close(0)
     assert code == 0
+
+
+def test_strategy_when_restarted_then_warm_from_the_observers_history(tmp_path: Path) -> None:
+    """A real observer plays 2,000 events and stops trading; a strategy started (and restarted
+    after SIGKILL) afterwards knows every symbol's last price from the replay alone, its plugin
+    saw the trades (pulse asked for orders: suppressed, counted, never sent), and it continues
+    from the observer's (stream, seq)."""
+    run = tmp_path / "run"
+    env = {**os.environ, "QTS_RUNTIME__VAR_DIR": str(tmp_path)}
+    zctx: zmq.Context[Any] = zmq.Context.instance()
+    intents = zctx.socket(zmq.PULL)  # risk's end: nothing may arrive here
+    intents.setsockopt(zmq.LINGER, 0)
+    run.mkdir(parents=True)
+    intents.bind(endpoint(run, "intents"))
+    with open(tmp_path / "observer.log", "wb") as log:
+        observer = subprocess.Popen(
+            [sys.executable, "-m", "services.observer"],
+            env={**env, "QTS_OBSERVER__RATE_HZ": "5000", "QTS_OBSERVER__MAX_EVENTS": "2000"},
+            cwd="/work/main",
+            stderr=log,
+        )
+    obs_ctl = endpoint(run, ctl_name("observer"))
+    ctl = endpoint(run, ctl_name("strategy"))
+    strategy: subprocess.Popen[bytes] | None = None
+    try:
+        eventually(lambda: client.call(obs_ctl, "stats", timeout=0.5)["done"], message="done")
+        observed = client.call(obs_ctl, "stats")
+        last_prices = {s: v["last_price"] for s, v in observed["per_symbol"].items()}
+        for attempt in ("start", "restart"):
+            with open(tmp_path / f"strategy-{attempt}.log", "wb") as log:
+                strategy = subprocess.Popen(
+                    [sys.executable, "-m", "services.strategy"],
+                    env={**env, "QTS_STRATEGY__SCOPE": "pulse", "QTS_STRATEGY__PULSE_EVERY": "5"},
+                    cwd="/work/main",
+                    stderr=log,
+                )
+            # ctl answers once setup (and so the warm-up) is done
+            ping = eventually(lambda: client.call(ctl, "ping", timeout=0.5), message=attempt)
+            stats = client.call(ctl, "stats")
+
+            assert stats["last_prices"] == last_prices, attempt
+            assert ping["counters"]["md_warmup"] >= observed["seq"]  # the whole day so far
+            assert ping["counters"]["warmup_suppressed"] >= 2_000 // 5 // 2  # pulse did ask
+            assert stats["replay_suppressed"] == ping["counters"]["warmup_suppressed"]
+            assert stats["md"]["stream"] == observed["stream"]
+            assert stats["md"]["seq"] >= observed["seq"]
+            assert "intents" not in ping["counters"] and not intents.poll(200)
+            # live from where the replay stopped: the periodic Instruments go on, no gap
+            warm_seq = stats["md"]["seq"]
+            eventually(
+                lambda seq=warm_seq: client.call(ctl, "stats")["md"]["seq"] > seq + 4,
+                message="live md after warm-up",
+            )
+            counters = client.call(ctl, "ping")["counters"]
+            assert "md_lost" not in counters
+            strategy.send_signal(signal.SIGKILL)
+            strategy.wait(10)
+    finally:
+        for proc in (strategy, observer):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(10)
+        intents.close(0)

@@ -1,7 +1,8 @@
 """The real venue process against a fake observer (PUB md) and a client speaking
 protocol/venue.py: ack then fill notice, balance, cancels, a malformed frame counted and dropped,
 SIGTERM exits 0, and after a restart on the same directory every order, fill and won is back and
-the resting order keeps resting (then fills, then expires at the close)."""
+the resting order keeps resting (then fills, then expires at the close). Then the opening
+auction across a restart, its uncross, and a modelled order latency."""
 
 from __future__ import annotations
 
@@ -325,6 +326,90 @@ def test_venue_process_orders_fills_persists_and_survives_bad_frames(tmp_path: P
         )
         assert h.new_order(Side.BUY, 1, 60_000).code == "MARKET_CLOSED"
 
+        assert h.stop() == 0
+    finally:
+        h.kill()
+        h.md.close(0)
+
+
+def test_venue_process_auction_survives_restart_uncrosses_and_delays_orders(
+    tmp_path: Path,
+) -> None:
+    """An order collected in the opening auction, the venue restarted inside the auction (it
+    still collects), the uncross at the open; then a modelled order latency: the order meets
+    the book that is there when it arrives, not the one it was sent against."""
+    h = Harness(tmp_path)
+
+    def market_phase(phase: MarketPhase) -> None:
+        h.publish(
+            PhaseChanged(
+                stream=1, seq=next(h.md_seq), symbol="", exch_ns=time.time_ns(), phase=phase
+            )
+        )
+        eventually(
+            lambda: client.call(h.ctl, "balance")["market_phase"] == phase.value,
+            message=f"venue in {phase.value}",
+        )
+
+    try:
+        h.start()
+        h.sync_market(bids=[(69_900, 1_000)], asks=[(70_000, 4)])
+        h.sync_notices()
+        market_phase(MarketPhase.PRE_OPEN)
+        ack = h.new_order(Side.BUY, 10, 70_100)  # crosses the 70,000 ask: collects only
+        refused = h.new_order(Side.BUY, 1, 70_000, tif=TimeInForce.IOC)
+        assert ack.ok and (refused.ok, refused.code) == (False, "TIF_PHASE")
+        assert not h.sub.poll(200), "an auction order must not fill before the uncross"
+        assert h.stop() == 0
+
+        h.start(QTS_VENUE__ORDER_LATENCY_MS="1500")
+        assert client.call(h.ctl, "balance")["market_phase"] == "PRE_OPEN"
+        h.sync_market(bids=[(69_900, 1_000)], asks=[(70_000, 4)])
+        h.sync_notices()
+        h.publish(
+            PhaseChanged(
+                stream=1,
+                seq=next(h.md_seq),
+                symbol="",
+                exch_ns=time.time_ns(),
+                phase=MarketPhase.CONTINUOUS,
+            )
+        )
+        # D(70,000) = D(70,100) = 10 vs 4 offered: 4 execute; at 70,000 our 10 bid above it
+        # would not all execute (KRX rule 2), so the price is 70,100
+        fill = h.notice()
+        assert isinstance(fill, VenueFillNotice)
+        assert (fill.order_no, fill.qty, fill.price, fill.leaves_qty) == (
+            ack.order_no,
+            4,
+            70_100,
+            6,
+        )
+        assert h.cancel(ack.order_no).ok
+        gone = h.notice()
+        assert isinstance(gone, VenueOrderNotice) and gone.order_no == ack.order_no
+
+        h.sync_market(bids=[(69_900, 1_000)], asks=[(70_000, 100)])
+        req = VenueNewOrder(
+            req_id=next(h.req_ids),
+            symbol=SYM,
+            side=Side.BUY,
+            qty=10,
+            price=70_000,
+            tif=TimeInForce.IOC,
+        )
+        h.dealer.send_multipart([b"", codec.encode(req)])
+        h.sync_market(bids=[(69_900, 1_000)], asks=[(70_200, 100)])  # moves before it arrives
+        assert h.dealer.poll(5_000), "no answer to the delayed order"
+        late = h.replies.decode(h.dealer.recv_multipart()[-1])
+        missed = h.notice()
+        assert isinstance(late, VenueAck) and late.ok
+        assert isinstance(missed, VenueOrderNotice)
+        assert (missed.order_no, missed.status, missed.leaves_qty) == (
+            late.order_no,
+            "canceled",
+            10,
+        )
         assert h.stop() == 0
     finally:
         h.kill()

@@ -4,8 +4,9 @@ Entry: flat, nothing working, top-3 book imbalance above `imbalance` and fast EM
 prices above the slow one -> buy at the best bid (passive). Exit: a resting sell `take_ticks`
 above the entry; if the price falls `stop_ticks` below the entry, cancel it and sell at the best
 bid once the cancel is confirmed. An entry not filled within `entry_timeout_ms` is cancelled.
-Long only (no short selling for retail accounts). When the closing auction starts, it flattens
-with reduce-only orders (again on every timer until flat).
+Long only (no short selling for retail accounts). It flattens with reduce-only orders, again on
+every timer until flat, `session.flatten_before_close_min` minutes before the closing auction
+(the engine's on_session_end) and at the latest when the closing auction starts.
 
 Parameters (settings.strategy.params.scalp): imbalance 0.3, fast 0.3, slow 0.05 (EMA weights),
 take_ticks 2, stop_ticks 3, entry_timeout_ms 3000, notional 2,000,000 KRW per entry.
@@ -27,13 +28,18 @@ class Scalp(Strategy):
         self.slow: dict[str, float] = {}
         self.entry: dict[str, int] = {}
         self.closing = False
+        self.ended_ns = 0  # the session (by its closes_ns) this strategy has ended early
+
+    flatten_before_close = True
 
     def p(self, ctx: Context, key: str, default: float) -> float:
         return float(ctx.params.get(key, default))
 
     def on_market(self, event: MarketData, ctx: Context) -> None:
         if isinstance(event, PhaseChanged) and event.symbol == "":
-            self.closing = event.phase in (MarketPhase.CLOSING_AUCTION, MarketPhase.CLOSED)
+            self.closing = event.phase in (MarketPhase.CLOSING_AUCTION, MarketPhase.CLOSED) or (
+                event.closes_ns != 0 and event.closes_ns == self.ended_ns
+            )
             if self.closing:
                 self.flatten(ctx)
             return
@@ -105,12 +111,24 @@ class Scalp(Strategy):
         if price:
             ctx.sell(sym, pos, price, reduce_only=True)
 
+    def on_session_end(self, closes_ns: int, ctx: Context) -> None:
+        self.ended_ns = closes_ns
+        self.closing = True
+        self.flatten(ctx)
+
     def flatten(self, ctx: Context) -> None:
         for order in ctx.open_orders():
-            ctx.cancel(order.client_order_id)
+            if order.side is Side.BUY:
+                ctx.cancel(order.client_order_id)
         for sym, pos in list(ctx.positions.items()):
-            if pos > 0:
-                self.exit_now(sym, pos, ctx)
+            if pos <= 0:
+                continue
+            book = ctx.book(sym)
+            bid = book.bids[0][0] if book and book.bids else ctx.last_price(sym)
+            sells = [o for o in ctx.open_orders(sym) if o.side is Side.SELL]
+            if sells and all(o.price <= bid for o in sells):
+                continue  # exits already at the market: cancelling them would only delay
+            self.exit_now(sym, pos, ctx)
 
     def on_timer(self, now_ns: int, ctx: Context) -> None:
         if self.closing:

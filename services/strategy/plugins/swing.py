@@ -35,6 +35,9 @@ class Swing(Strategy):
     def __init__(self) -> None:
         self.bars: dict[str, dict[str, list[int]]] = {}  # symbol -> date -> [o, h, l, c, v]
         self.signal: dict[str, int] = {}  # symbol -> last crossover sign (+1 / -1)
+        # symbol -> exchange time of the last trade in the bars: a restarted strategy's
+        # warm-up replays trades the saved bars already hold, which must not count twice
+        self.last_ns: dict[str, int] = {}
         self.path: Path | None = None
         self.dirty = False
 
@@ -43,6 +46,7 @@ class Swing(Strategy):
         try:
             data = json.loads(self.path.read_text())
             self.bars, self.signal = data["bars"], data["signal"]
+            self.last_ns = data.get("last_ns", {})  # absent in files from before it existed
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as exc:
@@ -53,6 +57,9 @@ class Swing(Strategy):
     def on_market(self, event: MarketData, ctx: Context) -> None:
         if not isinstance(event, Trade):
             return
+        if event.exch_ns <= self.last_ns.get(event.symbol, -1):
+            return  # already in the bars (a replay after a restart)
+        self.last_ns[event.symbol] = event.exch_ns
         day = kst_date(event.exch_ns)
         bars = self.bars.setdefault(event.symbol, {})
         new_day = day not in bars
@@ -96,5 +103,6 @@ class Swing(Strategy):
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"bars": self.bars, "signal": self.signal}))
+        state = {"bars": self.bars, "signal": self.signal, "last_ns": self.last_ns}
+        tmp.write_text(json.dumps(state))
         os.replace(tmp, path)

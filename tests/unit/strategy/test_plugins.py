@@ -125,6 +125,54 @@ def test_scalp_closing_auction_then_flattens_reduce_only(tmp_path: Path) -> None
     assert e.on_market(book(31, bid_qty=900, ask_qty=100), 0, 0) == []  # no entries closing
 
 
+def test_scalp_exits_at_the_market_are_not_cancelled_again_while_closing(tmp_path: Path) -> None:
+    e = scalp_with_momentum(tmp_path)
+    e.on_market(book(10, bid_qty=900, ask_qty=100), 0, 0)
+    take = e.on_exec(filled(1, "B1", Side.BUY, 10, 70_000), 0, 0)[0]
+    # at the best bid
+    e.on_exec(submitted(2, "S1", Side.SELL, 10, 70_000, intent_id=take.intent_id), 0, 0)
+    e.on_market(PhaseChanged(stream=1, seq=30, symbol="", exch_ns=0,
+                             phase=MarketPhase.CLOSING_AUCTION), 0, 0)  # fmt: skip
+    assert e.on_timer(1, 0) == [] and e.on_timer(2, 0) == []
+
+
+MIN = 60_000_000_000
+CLOSES = 1_000_000 * MIN  # an arbitrary session end, exchange clock
+
+
+def test_scalp_flattens_the_configured_minutes_before_the_closing_auction(
+    tmp_path: Path,
+) -> None:
+    e = active(StrategyEngine([Scalp()], {"scalp": {"notional": 700_000}}, tmp_path, 5.0))
+    e.on_market(PhaseChanged(stream=1, seq=1, symbol="", exch_ns=0, closes_ns=CLOSES,
+                             phase=MarketPhase.CONTINUOUS), 0, 0)  # fmt: skip
+    for seq, price in enumerate((69_000, 69_500, 70_000), start=2):
+        e.on_market(trade(seq, price, exch_ns=CLOSES - 16 * MIN), 0, 0)
+    take = e.on_exec(filled(1, "B1", Side.BUY, 10, 70_000), 0, 0)[0]  # the take-profit
+    e.on_exec(submitted(2, "S1", Side.SELL, 10, 70_200, intent_id=take.intent_id), 0, 0)
+    # 15 min + 1 ns before the close: the closing auction starts in 5 min + 1 ns: not yet
+    assert e.on_market(trade(10, 70_000, exch_ns=CLOSES - 15 * MIN - 1), 0, 0) == []
+    out = e.on_market(trade(11, 70_000, exch_ns=CLOSES - 15 * MIN), 0, 0)
+    assert len(out) == 1 and isinstance(out[0], CancelIntent)  # the take-profit above the bid
+    e.on_exec(canceled(3, "S1"), 0, 0)
+    out = e.on_timer(1, 0)
+    assert len(out) == 1 and isinstance(out[0], OrderIntent)
+    assert (out[0].side, out[0].qty, out[0].reduce_only) == (Side.SELL, 10, True)
+    e.on_exec(submitted(4, "X", Side.SELL, 10, 70_000, intent_id=out[0].intent_id), 0, 0)
+    e.on_exec(filled(5, "X", Side.SELL, 10, 70_000), 0, 0)
+    # the observer repeats CONTINUOUS for this session: no new entries all the same
+    e.on_market(PhaseChanged(stream=1, seq=20, symbol="", exch_ns=0, closes_ns=CLOSES,
+                             phase=MarketPhase.CONTINUOUS), 0, 0)  # fmt: skip
+    assert e.on_market(book(21, bid_qty=900, ask_qty=100), 0, 0) == []
+    # the next session trades again
+    e.on_market(PhaseChanged(stream=1, seq=22, symbol="", exch_ns=0, closes_ns=CLOSES + 1440 * MIN,
+                             phase=MarketPhase.CONTINUOUS), 0, 0)  # fmt: skip
+    for seq, price in enumerate((70_500, 71_000, 71_500), start=23):
+        e.on_market(trade(seq, price, exch_ns=CLOSES + 1000 * MIN), 0, 0)
+    out = e.on_market(book(30, bid_qty=900, ask_qty=100), 0, 0)
+    assert len(out) == 1 and out[0].side is Side.BUY  # type: ignore[union-attr]
+
+
 def kst_ns(day: int, hour: int) -> int:
     return int(dt.datetime(2026, 1, day, hour, tzinfo=KST).timestamp()) * 1_000_000_000
 
@@ -159,3 +207,19 @@ def test_swing_persistence_round_trip(tmp_path: Path) -> None:
     restored = Swing()
     StrategyEngine([restored], {}, tmp_path).start()
     assert restored.bars == s.bars and (tmp_path / "strategy_swing.json").exists()
+
+
+def test_swing_restarted_does_not_count_replayed_trades_twice(tmp_path: Path) -> None:
+    s = Swing()
+    e = active(StrategyEngine([s], {}, tmp_path))
+    e.start()
+    e.on_market(trade(1, 10_000, kst_ns(5, 9)), 0, 0)
+    e.on_market(trade(2, 10_100, kst_ns(5, 10)), 0, 0)
+    e.on_timer(0, 0)
+    restored = Swing()
+    e2 = active(StrategyEngine([restored], {}, tmp_path))
+    e2.start()
+    for seq, price, hour in ((1, 10_000, 9), (2, 10_100, 10), (3, 10_200, 11)):  # warm-up + 1
+        e2.on_market(trade(seq, price, kst_ns(5, hour)), 0, 0)
+    day = next(iter(restored.bars[SYM]))
+    assert restored.bars[SYM][day] == [10_000, 10_200, 10_000, 10_200, 3]  # volume 3, not 5

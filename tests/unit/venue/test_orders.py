@@ -189,7 +189,8 @@ def test_resting_fill_when_trade_prints_then_costs_use_the_fill_time() -> None:
 
     fills = v.on_trade(trade(70_600, 10), kst_ns(2025, 12, 30))
 
-    assert fills[0].tax == 705_000 * 2 // 1_000  # 2026 settlement: 0.20%
+    # 2026 settlement, KOSPI: 0.05% transaction tax + 0.15% rural tax, each truncated
+    assert fills[0].tax == 705_000 * 5 // 10_000 + 705_000 * 15 // 10_000 == 352 + 1_057
 
 
 def test_cancel_when_open_then_canceled_with_leaves_and_cash_released() -> None:
@@ -211,7 +212,7 @@ def test_close_when_orders_open_then_all_expire_and_new_orders_refused() -> None
     b = buy(v, 1, 60_000)
     s = sell(v, 5, 80_000)
 
-    expired = v.on_phase(phase(MarketPhase.CLOSED))
+    expired = v.on_phase(phase(MarketPhase.CLOSED)).closed
     refused = buy(v, 1, 60_000)
 
     assert {o.order_no for o in expired} == {b.order.order_no, s.order.order_no}  # type: ignore[union-attr]
@@ -226,10 +227,10 @@ def test_market_when_reopened_or_one_symbol_changes_phase_then_orders_accepted()
     v.on_phase(phase(MarketPhase.CONTINUOUS))
     kept = buy(v, 1, 60_000)
 
-    expired = v.on_phase(phase(MarketPhase.VI, symbol=SYM))
+    done = v.on_phase(phase(MarketPhase.VI, symbol=SYM))
 
-    assert kept.rejected is None and expired == []
-    assert v.open != {}
+    assert kept.rejected is None and done.closed == [] and done.fills == []
+    assert v.open != {} and v.phase_of(SYM) is MarketPhase.VI
 
 
 def test_resting_order_when_no_reference_data_then_waits_for_instrument() -> None:

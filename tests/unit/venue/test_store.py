@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from protocol.enums import Side
+from protocol.enums import MarketPhase, Side
 from services.venue.matching import Venue
 from services.venue.store import VenueStore
-from tests.unit.venue.kit import BP, CASH, NOW, SYM, book, buy, instrument, sell, trade, venue
+from tests.unit.venue.kit import (
+    BP,
+    CASH,
+    NOW,
+    SYM,
+    book,
+    buy,
+    instrument,
+    phase,
+    sell,
+    trade,
+    venue,
+)
 
 
 def save(store: VenueStore, v: Venue, orders: list, fills: list, seq: int = 0) -> None:  # type: ignore[type-arg]
@@ -113,3 +125,54 @@ def test_instrument_when_saved_then_loaded_after_reopen_latest_wins(tmp_path: Pa
     by_symbol = {i.symbol: i for i in loaded.instruments}
     assert by_symbol[SYM] == instrument(base=72_000)
     assert set(by_symbol) == {SYM, "000660"}
+
+
+def test_auction_when_venue_restarts_inside_it_then_orders_still_collect_then_uncross(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "venue.db"
+    store = VenueStore(path)
+    store.load(CASH)
+    v = venue()
+    v.on_phase(phase(MarketPhase.PRE_OPEN))
+    v.on_phase(phase(MarketPhase.HALTED, symbol="000660"))
+    r = buy(v, 10, 71_000)
+    save(store, v, [r.order], [])
+    store.save_phases(v.phases())
+    store.close()
+
+    store = VenueStore(path)
+    loaded = store.load(CASH)
+    store.close()
+    restored = Venue(loaded.cash, BP)
+    restored.restore(
+        loaded.cash, loaded.holdings, loaded.next_no, loaded.open_orders, loaded.phases
+    )
+    restored.on_instrument(instrument())
+    restored.on_book(book([], [(71_000, 4)]), 0)  # crosses it: no fill in an auction
+
+    done = restored.on_phase(phase(MarketPhase.CONTINUOUS), 1)
+
+    assert loaded.phases == {"": MarketPhase.PRE_OPEN, "000660": MarketPhase.HALTED}
+    assert restored.phase_of("000660") is MarketPhase.HALTED
+    assert [(f.qty, f.price) for f in done.fills] == [(4, 71_000)]
+
+
+def test_phases_when_committed_with_a_change_then_replace_the_old_ones(tmp_path: Path) -> None:
+    store = VenueStore(tmp_path / "venue.db")
+    store.load(CASH)
+    v = venue()
+    store.save_phases({"": MarketPhase.CONTINUOUS, SYM: MarketPhase.VI})
+
+    store.commit(
+        cash=v.cash,
+        holdings={},
+        next_no=1,
+        notice_seq=0,
+        orders=[],
+        fills=[],
+        phases={"": MarketPhase.CLOSED},
+    )
+
+    assert store.load(CASH).phases == {"": MarketPhase.CLOSED}
+    store.close()
