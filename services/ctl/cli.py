@@ -15,7 +15,7 @@ import click
 
 from protocol.codes import CtlCode
 from protocol.enums import TradingState
-from services.ctl.render import krw, table
+from services.ctl.render import krw, render_pnl, render_positions, render_report, table
 from services.ctl.supervisord import Supervisord, SupervisordError, conf_path
 from services.runtime import client
 from services.runtime.settings import ConfigError, Settings, load_settings
@@ -411,11 +411,45 @@ def render_acks(data: dict[str, Any]) -> str:
 @cli.command()
 @click.option("--reason", required=True, help="why: goes to the log and the state file")
 @click.option("--by", default=None)
+@click.option("--flatten", is_flag=True, help="first close every position (reduce-only), then halt")
 @json_option
 @click.pass_obj
-def halt(obj: Ctx, reason: str, by: str | None) -> None:
-    """Stop trading now: cancel every open order, refuse new ones."""
-    transition(obj, "halt", reason, by)
+def halt(obj: Ctx, reason: str, by: str | None, flatten: bool) -> None:
+    """Stop trading now: cancel every open order, refuse new ones. With --flatten, first close
+    every position with reduce-only orders (REDUCING), then HALTED."""
+    if flatten:
+        flatten_then_halt(obj, reason, by)
+    else:
+        transition(obj, "halt", reason, by)
+
+
+def flatten_then_halt(obj: Ctx, reason: str, by: str | None) -> None:
+    """The supervisor drives the flatten (it survives this command being interrupted): this
+    starts it, then follows the supervisor's status until it reports HALTED."""
+    args = {"reason": reason, "by": by or os.environ.get("USER") or getpass.getuser()}
+    data = obj.call("supervisor", "flatten", args, timeout=5.0)
+    epoch = data["epoch"]
+    if not _JSON:
+        click.echo(render_acks(data))
+        click.echo("flattening: cancelling open orders, closing positions at the daily limits")
+    deadline = time.monotonic() + obj.settings.supervisor.flatten_timeout_s + 10.0
+    last: tuple[Any, ...] = ()
+    while True:
+        status = obj.call("supervisor", "status", timeout=3.0)
+        c = status["services"].get("execution", {}).get("counters", {})
+        left = (c.get("flatten_positions"), c.get("flatten_shares"), c.get("open_orders"))
+        if left != last and not _JSON:
+            click.echo(f"  left: {left[0]} positions, {left[1]} shares, {left[2]} open orders")
+            last = left
+        if status["epoch"] > epoch or status["state"] != "REDUCING":
+            break
+        if time.monotonic() >= deadline:
+            fail(CtlCode.TIMEOUT, f"still REDUCING (epoch {status['epoch']}) after the timeout")
+        time.sleep(0.25)
+    result = {k: status[k] for k in ("state", "epoch", "reason", "by")}
+    emit(result, f"trading state {status['state']} (epoch {status['epoch']}): {status['reason']}")
+    if status["state"] != "HALTED" or not status["reason"].startswith("flatten complete"):
+        fail(CtlCode.NOT_ACKNOWLEDGED, f"flatten did not complete: {status['reason']}")
 
 
 @cli.command()
@@ -489,31 +523,11 @@ def orders(obj: Ctx, open_only: bool, limit: int) -> None:
     )
 
 
-def render_positions(data: dict[str, Any]) -> str:
-    rows = [
-        (
-            p["symbol"],
-            p["qty"],
-            p["cost"] // p["qty"] if p["qty"] else 0,
-            p["last_price"],
-            p["unrealized"],
-            p["realized"],
-            p["fees"] + p["taxes"],
-        )
-        for p in data["positions"]
-        if p["strategy"] == "" and (p["qty"] or p["realized"])
-    ]
-    return (
-        table(("symbol", "qty", "avg price", "last", "unrealised", "realised", "fees+tax"), rows)
-        + f"\ncash {krw(data['cash'])} KRW, equity {krw(data['equity'])} KRW"
-    )
-
-
 @cli.command()
 @json_option
 @click.pass_obj
 def positions(obj: Ctx) -> None:
-    """Account positions, average price, cash."""
+    """Positions by account and strategy: average price, sellable; deposit, buying power."""
     data = obj.call("portfolio", "positions")
     emit(data, render_positions(data))
 
@@ -522,7 +536,8 @@ def positions(obj: Ctx) -> None:
 @json_option
 @click.pass_obj
 def pnl(obj: Ctx) -> None:
-    """Realised and unrealised PnL, fees and tax, per strategy; latency if available."""
+    """Realised and unrealised PnL, fees and tax, per strategy and symbol; performance
+    figures and latency if the performance service answers."""
     data: dict[str, Any] = {"portfolio": obj.call("portfolio", "pnl")}
     rt = obj.settings.runtime
     try:
@@ -531,21 +546,46 @@ def pnl(obj: Ctx) -> None:
         )
     except (client.CtlTimeout, client.CtlFailed):
         data["performance"] = None
-    p = data["portfolio"]
-    rows = [
-        (name, s["realized"], s["unrealized"], s["fees"], s["taxes"], s["net"])
-        for name, s in sorted(p.get("by_strategy", {}).items())
-    ]
-    rows.append(("total", p["realized"], p["unrealized"], p["fees"], p["taxes"], p["net"]))
-    text = table(("strategy", "realised", "unrealised", "fees", "taxes", "net"), rows)
-    text += f"\ncash {krw(p['cash'])} KRW, equity {krw(p['equity'])} KRW"
-    perf = data["performance"]
-    if perf and perf.get("latency_us"):
-        lat = [
-            (k, v["count"], v["p50"], v["p99"], v["p999"]) for k, v in perf["latency_us"].items()
-        ]
-        text += "\n\n" + table(("latency (us)", "count", "p50", "p99", "p99.9"), lat)
-    emit(data, text)
+    emit(data, render_pnl(data))
+
+
+@cli.command()
+@click.option("--date", "date", default=None, help="KST trading day YYYY-MM-DD (default today)")
+@click.option("--timeout", default=120.0, show_default=True, help="seconds to wait for the files")
+@json_option
+@click.pass_obj
+def report(obj: Ctx, date: str | None, timeout: float) -> None:
+    """Write the end-of-day report (HTML, PNG charts, JSON) under the report directory."""
+    args = {"date": date} if date else {}
+    data = obj.call("performance", "report", args, timeout=timeout)
+    emit(data, render_report(data))
+
+
+# ---------------------------------------------------------------------------------- logs
+@cli.command()
+@click.argument("service", type=click.Choice([*WATCHED, "supervisor", "supervisord"]))
+@click.option("-f", "--follow", "follow_", is_flag=True, help="keep printing new lines")
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=50, show_default=True)
+@click.pass_obj
+def logs(obj: Ctx, service: str, follow_: bool, lines: int) -> None:
+    """A service's log (the file supervisord writes and rotates); -f follows it."""
+    from services.ctl import logs as logfiles
+
+    try:
+        path = logfiles.log_path(conf_path(obj.conf_arg), service)
+    except logfiles.LogsError as exc:
+        fail(CtlCode.UNAVAILABLE, str(exc))
+    if not follow_:
+        if not path.exists():
+            fail(CtlCode.UNAVAILABLE, f"no log yet at {path}")
+        for line in logfiles.tail(path, lines):
+            click.echo(line)
+        return
+    try:
+        for line in logfiles.follow(path, lines):
+            click.echo(line)
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:

@@ -5,6 +5,8 @@ nothing is persisted: on start the journal is replayed through execution's `even
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 import time
 from typing import Any
 
@@ -12,14 +14,39 @@ import zmq
 
 from protocol import codec
 from protocol.messages import ExecEvent, Instrument, MarketData, Trade
-from services.portfolio.engine import PortfolioEngine
+from services.portfolio.engine import KST, PortfolioEngine
+from services.runtime import krx
+from services.runtime.calendar import KrxCalendar
 from services.runtime.client import ctl_address
 from services.runtime.journal_sync import JournalSync, ctl_fetch
 from services.runtime.log import logger
+from services.runtime.md_sync import FETCH_ERRORS, MdSync, observer_fetch
 from services.runtime.service import Service
 from services.runtime.snapshots import fetch_instruments
 
 COALESCE_S = 0.05  # at most one on-change snapshot every 50 ms
+
+
+def today() -> dt.date:
+    return dt.datetime.now(KST).date()
+
+
+def load_calendar() -> KrxCalendar | None:
+    """The KRX calendar for settlement dates (cached JSON, milliseconds; the first build on a
+    machine takes seconds). Without it settlement falls back to krx.add_business_days, which
+    gets the tax year right but not every holiday."""
+    year = today().year
+    if year > krx.last_tax_year():
+        logger.warning(
+            "sell tax rates are known up to {}: sales settling in {} use that year's rate",
+            krx.last_tax_year(),
+            year,
+        )
+    try:
+        return KrxCalendar.load(year - 1, year + 1)
+    except Exception as exc:  # a missing or broken exchange-calendars must not stop the books
+        logger.warning("no KRX calendar ({}): settlement by weekdays only", exc)
+        return None
 
 
 class PortfolioService(Service):
@@ -27,7 +54,19 @@ class PortfolioService(Service):
 
     def setup(self) -> None:
         acct = self.settings.account
-        self.engine = PortfolioEngine(acct.initial_cash, acct.commission_rate_bp)
+        fees = acct.broker_fees(self.settings.broker.type)
+        self.engine = PortfolioEngine(
+            acct.initial_cash,
+            krx.FeeSchedule(stock_bp=fees.stock_bp, etf_bp=fees.etf_bp, unit=fees.unit),
+        )
+        # the calendar loads off the loop (a cold cache takes seconds); until it is there,
+        # settlement uses krx.add_business_days, which gets the tax year right
+        self._calendar_box: list[KrxCalendar | None] = []
+        threading.Thread(
+            target=lambda: self._calendar_box.append(load_calendar()),
+            name="krx-calendar",
+            daemon=True,
+        ).start()
         rt = self.settings.runtime
         self.sync = JournalSync(
             ctl_fetch(ctl_address(rt.run_dir, "execution", rt.endpoints)), self._apply
@@ -35,16 +74,26 @@ class PortfolioService(Service):
         self._dirty = False
         self._snap_seq = 0
         self._pub = self.bind(zmq.PUB, "portfolio")
-        self.on(self.connect(zmq.SUB, "md"), "md", self.on_md)
+        # marks, not md: each symbol's latest trade every observer.marks_interval_ms is all
+        # the marking needs, and the portfolio is not woken by every tick. Conflated, so no
+        # md_sync (it has gaps by design); a restart starts from the observer's snapshot
+        self.md_sync = MdSync(observer_fetch(self), self.on_md, self.count)
+        self.on(self.connect(zmq.SUB, "marks"), "marks", self.on_md)
         self.on(self.connect(zmq.SUB, "exec"), "exec", self.on_exec)
         self.command("positions", self.cmd_positions)
         self.command("pnl", self.cmd_pnl)
+        self.command("snapshot", self.cmd_snapshot)
         self.every(COALESCE_S, self._publish_if_dirty)
         self.every(self.settings.portfolio.publish_interval_ms / 1000.0, self.publish)
         self.every(1.0, self._retry)
-        # market and kind decide the sell tax: know them before replaying the journal's fills
-        for inst in fetch_instruments(self):
-            self.engine.on_instrument(inst)
+        # market and kind decide the sell tax: know them (and the marks) before replaying the
+        # journal's fills
+        try:
+            self.md_sync.warm_up(0, 2.0, observer_fetch(self, timeout=1.0))
+        except FETCH_ERRORS as exc:
+            logger.info("no market-data snapshot from the observer ({}); waiting for it", exc)
+            for inst in fetch_instruments(self):
+                self.engine.on_instrument(inst)
         self._recover()
 
     # ------------------------------------------------------------------------------ input
@@ -83,6 +132,9 @@ class PortfolioService(Service):
         self.status, self.detail = "recovering", self.sync.error
 
     def _retry(self) -> None:
+        if self._calendar_box and self.engine.calendar is None:
+            self.engine.calendar = self._calendar_box.pop()
+            self._dirty = True
         if not self.sync.synced:
             self._recover()
 
@@ -101,12 +153,20 @@ class PortfolioService(Service):
             self.count("portfolio_dropped")
 
     def cmd_positions(self, args: dict[str, Any]) -> dict[str, Any]:
+        day = today()
         return {
-            "positions": self.engine.positions(),
+            "positions": self.engine.position_rows(day),
             "cash": self.engine.cash,
             "equity": self.engine.equity(),
+            "balance": self.engine.balance(day),
             "exec_seq": self.engine.exec_seq,
+            "date": day.isoformat(),
         }
 
     def cmd_pnl(self, args: dict[str, Any]) -> dict[str, Any]:
-        return self.engine.pnl()
+        return self.engine.pnl(today())
+
+    def cmd_snapshot(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Publish a snapshot now (on request) and return it."""
+        self.publish()
+        return {"seq": self._snap_seq, "exec_seq": self.engine.exec_seq}

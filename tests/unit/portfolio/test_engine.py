@@ -1,7 +1,7 @@
 """Portfolio accounting against hand-computed broker statements, to the won.
 
 Commission 1.5 bp per fill, truncated: commission(n) = n * 3 // 20_000.
-Sell tax (KOSPI stock) by settlement year: 2025 0.15%, 2026 0.20%, truncated.
+Sell tax (KOSPI stock) by settlement year: 2025 0% + 0.15%, 2026 0.05% + 0.15%, each truncated.
 """
 
 from __future__ import annotations
@@ -86,29 +86,30 @@ def test_sales_across_the_tax_year_boundary_match_the_statement() -> None:
         "qty": 8, "cost": 564_027, "realized": 12_577, "fees": 232, "taxes": 759
     }  # fmt: skip
 
-    # Mon 2025-12-29 settles Wed 2025-12-31 by weekdays-only arithmetic (krx.add_business_days;
-    # KRX is actually closed on 12-31, the venue uses the same rule): still the 2025 rate.
-    # 219,000: fee 32 (32.85), tax 328 (328.5); removed 564,027*3//8 = 211,510 (.125)
+    # Mon 2025-12-29: KRX is closed on 12-31 and 01-01, so it settles Fri 2026-01-02 and pays
+    # the 2026 rate (0.05% + 0.15%, each truncated). 219,000: fee 32 (32.85),
+    # tax 109 (109.5) + 328 (328.5) = 437; removed 564,027*3//8 = 211,510 (.125)
     engine.apply(j.fill(Side.SELL, 3, 73_000, day=(2025, 12, 29)))
     assert account(engine) == {
-        "qty": 5, "cost": 352_517, "realized": 20_067, "fees": 264, "taxes": 1_087
+        "qty": 5, "cost": 352_517, "realized": 20_067, "fees": 264, "taxes": 1_196
     }  # fmt: skip
 
-    # Mon 2026-01-05 settles 2026-01-07: 0.20%. 370,000: fee 55 (55.5), tax 740
+    # Mon 2026-01-05 settles 2026-01-07: 370,000: fee 55 (55.5), tax 185 + 555 = 740
     engine.apply(j.fill(Side.SELL, 5, 74_000, day=(2026, 1, 5)))
     assert account(engine) == {
-        "qty": 0, "cost": 0, "realized": 37_550, "fees": 319, "taxes": 1_827
+        "qty": 0, "cost": 0, "realized": 37_550, "fees": 319, "taxes": 1_936
     }  # fmt: skip
 
-    assert engine.cash == 10_035_404
+    # 8,942,293 + (506,100 - 75 - 759) + (219,000 - 32 - 437) + (370,000 - 55 - 740)
+    assert engine.cash == 10_035_295
     pnl = engine.pnl()
-    assert pnl["net"] == 37_550 - 319 - 1_827 == engine.cash - 10_000_000
+    assert pnl["net"] == 37_550 - 319 - 1_936 == engine.cash - 10_000_000
     assert pnl["equity"] == engine.cash
 
 
-def test_settlement_dates_are_weekday_t_plus_2_in_kst() -> None:
+def test_settlement_dates_are_t_plus_2_in_kst_skipping_year_end_closures() -> None:
     assert settlement_date(kst_ns(2025, 12, 26)) == dt.date(2025, 12, 30)
-    assert settlement_date(kst_ns(2025, 12, 29)) == dt.date(2025, 12, 31)
+    assert settlement_date(kst_ns(2025, 12, 29)) == dt.date(2026, 1, 2)
     # 08:30 KST on 2026-01-05 is still 2026-01-04 in UTC: the KST date decides
     assert settlement_date(kst_ns(2026, 1, 5, hh=8)) == dt.date(2026, 1, 7)
 
@@ -163,11 +164,13 @@ def test_two_strategies_then_split_rows_and_account_average_cost() -> None:
     pnl = engine.pnl()
 
     assert pnl["by_strategy"]["a"] == {
-        "realized": 10_000, "unrealized": 0, "fees": 31, "taxes": 220, "net": 9_749
+        "realized": 10_000, "unrealized": 0, "gross": 10_000, "fees": 31, "taxes": 220,
+        "costs": 251, "net": 9_749, "bought": 100_000, "sold": 110_000,
     }  # fmt: skip
     # b is marked at the last price seen (11,000, the sale) against its 120,000 cost
     assert pnl["by_strategy"]["b"] == {
-        "realized": 0, "unrealized": -10_000, "fees": 18, "taxes": 0, "net": -10_018
+        "realized": 0, "unrealized": -10_000, "gross": -10_000, "fees": 18, "taxes": 0,
+        "costs": 18, "net": -10_018, "bought": 120_000, "sold": 0,
     }  # fmt: skip
     # the account pools both at an average of 11,000: the sale realizes nothing there
     assert account(engine, "") == {"qty": 10, "cost": 110_000, "realized": 0, "fees": 49,
