@@ -8,14 +8,19 @@ A guardrail is level-triggered: while its limit is breached it fires on every ev
 which the trading state is below its action (ACTIVE < REDUCING < HALTED), so it never fires
 while the state is already at or beyond its action, and an operator's resume while the breach
 persists is followed by the same firing. Rejects are events, not a level: a storm's window is
-cleared when it fires, so a resume is not undone by rejects that were already acted on.
+cleared when it fires, so a resume is not undone by rejects that were already acted on;
+the same holds for reconciliation differences.
+
+The day state (the KST day's peak equity, the reject window, the reconciliation count and the
+firings) survives a supervisor restart: day_state() and restore() give and take a JSON-able
+dict, which the service writes to a file; a restart on another KST day starts afresh.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,7 +41,10 @@ NAMES = (
     "reject_storm",
     "stale_md",
     "clock_skew",
+    "broker_disconnect",
+    "reconcile_differences",
 )
+Breach = tuple[str, dict[str, Any]]  # what a check found: the text and its figures
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class Firing:
     action: TradingState | None
     text: str
     at_ns: int
+    figures: dict[str, Any] = field(default_factory=dict)  # the numbers in the text
 
 
 @dataclass
@@ -59,6 +68,7 @@ class Record:
     last: str = ""
     at_ns: int = 0
     breached: bool = False
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 def fmt(krw: int) -> str:
@@ -83,6 +93,8 @@ class Guardrails:
             "reject_storm": H,
             "stale_md": H,
             "clock_skew": skew_action,
+            "broker_disconnect": TradingState(cfg.broker_disconnect_action),
+            "reconcile_differences": R,
         }
         limits: dict[str, Any] = {
             "daily_loss": {"max_daily_loss": cfg.max_daily_loss},
@@ -99,6 +111,8 @@ class Guardrails:
             },
             "stale_md": {"stale_md_ms": cfg.stale_md_ms},
             "clock_skew": {"max_clock_skew_ms": cfg.max_clock_skew_ms},
+            "broker_disconnect": {"broker_disconnect_grace_ms": cfg.broker_disconnect_grace_ms},
+            "reconcile_differences": {"max_reconcile_differences": cfg.max_reconcile_differences},
         }
         self.records = {
             n: Record(
@@ -120,19 +134,32 @@ class Guardrails:
         # service -> its last SKEW_SAMPLES (receipt mono, ts_ns - receipt wall ns in ms)
         self.skew_ms: dict[str, deque[tuple[float, float]]] = {}
         self.warned: dict[str, float] = {}  # warn-only guardrail -> monotonic last warning
+        # execution's broker_down_ms heartbeat counter (None: never reported) and its receipt
+        self.broker_down_ms: int | None = None
+        self.broker_seen = 0.0
+        # reconcile_differences: execution's counter is per process; count what it adds
+        self.recon_pid = 0
+        self.recon_last = 0
+        self.recon_count = 0  # differences since the last firing, this KST day
+        self.dirty = False  # the day state changed since day_state() was last taken
 
     # ------------------------------------------------------------------------------ inputs
     def on_portfolio(self, snap: PortfolioSnapshot, wall_ns: int) -> None:
         self.snapshot = snap
         day = kst_day(wall_ns)
         if day != self.peak_day:
+            if self.peak_day is not None:
+                self.recon_count = 0  # a new day (not the first snapshot) starts its own count
             self.peak_day, self.peak_equity = day, snap.equity  # a new day starts its own peak
-        else:
-            self.peak_equity = max(self.peak_equity, snap.equity)
+            self.dirty = True
+        elif snap.equity > self.peak_equity:
+            self.peak_equity = snap.equity
+            self.dirty = True
 
     def on_reject(self, ev: OrderRejected, mono: float) -> None:
         if ev.code not in self.ignored_codes:
             self.rejects.append((mono, ev.code))
+            self.dirty = True
 
     def on_heartbeat(self, hb: Heartbeat, mono: float, wall_ns: int) -> None:
         if hb.service in self.critical:
@@ -147,6 +174,21 @@ class Guardrails:
             self.md_received = mono
             # a source that has ended (replay or --max-iterations) has no more data to be late
             self.md_done = hb.status == "done"
+        elif hb.service == "execution":
+            self.on_execution(hb, mono)
+
+    def on_execution(self, hb: Heartbeat, mono: float) -> None:
+        down = hb.counters.get("broker_down_ms")
+        if down is not None:
+            self.broker_down_ms, self.broker_seen = down, mono
+        n = hb.counters.get("reconcile_differences", 0)
+        # a new process counts from 0: all of its count is new (a restarted execution, or
+        # the first heartbeat of the day's first start)
+        added = n - self.recon_last if hb.pid == self.recon_pid and n >= self.recon_last else n
+        if added or hb.pid != self.recon_pid:
+            self.recon_pid, self.recon_last = hb.pid, n
+            self.recon_count += added
+            self.dirty = True
 
     # ------------------------------------------------------------------------------ checks
     def evaluate(self, state: TradingState, mono: float, wall_ns: int) -> list[Firing]:
@@ -160,15 +202,18 @@ class Guardrails:
             ("reject_storm", lambda: self.check_reject_storm(mono)),
             ("stale_md", lambda: self.check_stale_md(mono, state)),
             ("clock_skew", lambda: self.check_clock_skew(mono)),
+            ("broker_disconnect", lambda: self.check_broker_disconnect(mono)),
+            ("reconcile_differences", self.check_reconcile_differences),
         )
         for name, check in checks:
             rec = self.records[name]
             if not rec.enabled:
                 continue
-            text = check()
-            rec.breached = text is not None
-            if text is None:
+            breach = check()
+            rec.breached = breach is not None
+            if breach is None:
                 continue
+            text, figures = breach
             action = self.actions[name]
             if action is None:
                 if mono - self.warned.get(name, -WARN_EVERY_S) < WARN_EVERY_S:
@@ -178,11 +223,15 @@ class Guardrails:
                 continue  # already at or beyond what this guardrail would do
             if name == "reject_storm":
                 self.rejects.clear()
+            elif name == "reconcile_differences":
+                self.recon_count = 0
             rec.fired, rec.count, rec.last, rec.at_ns = True, rec.count + 1, text, wall_ns
-            out.append(Firing(name, action, text, wall_ns))
+            rec.figures = figures
+            self.dirty = True
+            out.append(Firing(name, action, text, wall_ns, figures))
         return out
 
-    def check_daily_loss(self) -> str | None:
+    def check_daily_loss(self) -> Breach | None:
         s = self.snapshot
         if s is None:
             return None
@@ -192,9 +241,16 @@ class Guardrails:
         return (
             f"daily loss {fmt(-net)} exceeds {fmt(self.cfg.max_daily_loss)} (realized "
             f"{s.realized:,}, unrealized {s.unrealized:,}, fees {s.fees:,}, taxes {s.taxes:,})"
-        )
+        ), {
+            "loss": -net,
+            "max_daily_loss": self.cfg.max_daily_loss,
+            "realized": s.realized,
+            "unrealized": s.unrealized,
+            "fees": s.fees,
+            "taxes": s.taxes,
+        }
 
-    def check_drawdown(self) -> str | None:
+    def check_drawdown(self) -> Breach | None:
         s = self.snapshot
         if s is None:
             return None
@@ -204,9 +260,14 @@ class Guardrails:
         return (
             f"drawdown {fmt(drop)} from the day's peak equity {fmt(self.peak_equity)} "
             f"(equity {fmt(s.equity)}) exceeds {fmt(self.cfg.max_drawdown)}"
-        )
+        ), {
+            "drawdown": drop,
+            "peak_equity": self.peak_equity,
+            "equity": s.equity,
+            "max_drawdown": self.cfg.max_drawdown,
+        }
 
-    def check_exposure(self) -> str | None:
+    def check_exposure(self) -> Breach | None:
         s = self.snapshot
         if s is None:
             return None
@@ -226,16 +287,28 @@ class Guardrails:
                 f"{worst_symbol} notional {fmt(worst)} exceeds "
                 f"{fmt(self.cfg.max_position_notional)}"
             )
-        return "; ".join(parts) or None
+        if not parts:
+            return None
+        return "; ".join(parts), {
+            "gross_exposure": gross,
+            "max_gross_exposure": self.cfg.max_gross_exposure,
+            "largest_position": worst_symbol,
+            "largest_notional": worst,
+            "max_position_notional": self.cfg.max_position_notional,
+        }
 
-    def check_heartbeat_loss(self, mono: float) -> str | None:
+    def check_heartbeat_loss(self, mono: float) -> Breach | None:
         limit_s = self.cfg.heartbeat_loss_ms / 1000.0
         silent = [(n, mono - t) for n, t in sorted(self.seen.items()) if mono - t > limit_s]
         if not silent:
             return None
-        return "; ".join(f"{n} silent for {gap:.1f} s (limit {limit_s:.1f} s)" for n, gap in silent)
+        text = "; ".join(f"{n} silent for {gap:.1f} s (limit {limit_s:.1f} s)" for n, gap in silent)
+        return text, {
+            "silent_ms": {n: int(gap * 1000) for n, gap in silent},
+            "heartbeat_loss_ms": self.cfg.heartbeat_loss_ms,
+        }
 
-    def check_reject_storm(self, mono: float) -> str | None:
+    def check_reject_storm(self, mono: float) -> Breach | None:
         window = self.cfg.reject_storm_window_s
         while self.rejects and mono - self.rejects[0][0] > window:
             self.rejects.popleft()
@@ -246,9 +319,14 @@ class Guardrails:
         return (
             f"{len(self.rejects)} orders rejected within {window:g} s "
             f"(limit {self.cfg.reject_storm_count}): {top}"
-        )
+        ), {
+            "rejects": len(self.rejects),
+            "window_s": window,
+            "reject_storm_count": self.cfg.reject_storm_count,
+            "codes": dict(codes),
+        }
 
-    def check_stale_md(self, mono: float, state: TradingState) -> str | None:
+    def check_stale_md(self, mono: float, state: TradingState) -> Breach | None:
         if state is not TradingState.ACTIVE or self.md_done or not self.md_ages:
             return None
         # the observer's own silence adds to every age: a dead observer is stale data too
@@ -264,9 +342,9 @@ class Guardrails:
         return (
             f"no market data for {sym} for {worst} ms (limit {self.cfg.stale_md_ms} ms; "
             f"{n} symbol{'s' if n != 1 else ''} stale)"
-        )
+        ), {"symbol": sym, "age_ms": worst, "stale_symbols": n, "stale_md_ms": self.cfg.stale_md_ms}
 
-    def check_clock_skew(self, mono: float) -> str | None:
+    def check_clock_skew(self, mono: float) -> Breach | None:
         """A sample is (offset - delay): a heartbeat that waited in a queue looks like a clock
         behind ours. The largest sample of the last second is the least delayed one (as NTP
         picks its minimum-delay sample), so a busy moment is not mistaken for skew."""
@@ -281,9 +359,32 @@ class Guardrails:
                 skewed.append((name, offset))
         if not skewed:
             return None
-        return "; ".join(
+        text = "; ".join(
             f"{n} clock {ms:+.0f} ms from the supervisor's (limit {limit} ms)" for n, ms in skewed
         )
+        return text, {"skew_ms": {n: round(ms) for n, ms in skewed}, "max_clock_skew_ms": limit}
+
+    def check_broker_disconnect(self, mono: float) -> Breach | None:
+        """execution's broker_down_ms, grown by the time since its heartbeat said so (a dead
+        execution's last word was 'down'; heartbeat_loss deals with its silence)."""
+        if not self.broker_down_ms:
+            return None
+        down = self.broker_down_ms + int((mono - self.broker_seen) * 1000)
+        grace = self.cfg.broker_disconnect_grace_ms
+        if down <= grace:
+            return None
+        return (
+            f"broker not answering execution for {down / 1000:.1f} s (grace {grace / 1000:.1f} s)"
+        ), {"broker_down_ms": down, "broker_disconnect_grace_ms": grace}
+
+    def check_reconcile_differences(self) -> Breach | None:
+        limit = self.cfg.max_reconcile_differences
+        if self.recon_count <= limit:
+            return None
+        return (
+            f"execution's reconciliations with the broker found {self.recon_count} "
+            f"differences (limit {limit})"
+        ), {"differences": self.recon_count, "max_reconcile_differences": limit}
 
     # ------------------------------------------------------------------------------ report
     def status(self) -> dict[str, Any]:
@@ -297,6 +398,52 @@ class Guardrails:
                 "last": r.last,
                 "at_ns": r.at_ns,
                 "breached": r.breached,
+                "figures": r.figures,
             }
             for name, r in self.records.items()
         }
+
+    # ------------------------------------------------------------------------------ day state
+    def day_state(self, mono: float, wall_ns: int) -> dict[str, Any]:
+        """What a restarted supervisor needs to carry on the same KST day (JSON-able). Times
+        are ages, since a monotonic clock means nothing to another process."""
+        self.dirty = False
+        return {
+            "saved_ns": wall_ns,
+            "day": (self.peak_day or kst_day(wall_ns)).isoformat(),
+            "peak_equity": self.peak_equity if self.peak_day else None,
+            "rejects": [[round(mono - t, 3), code] for t, code in self.rejects],
+            "recon_pid": self.recon_pid,
+            "recon_last": self.recon_last,
+            "recon_count": self.recon_count,
+            "records": {
+                n: {"count": r.count, "last": r.last, "at_ns": r.at_ns, "figures": r.figures}
+                for n, r in self.records.items()
+                if r.fired
+            },
+        }
+
+    def restore(self, data: dict[str, Any], mono: float, wall_ns: int) -> str:
+        """Take back a day_state() from the same KST day; says what was restored. Raises
+        ValueError (KeyError, TypeError) on a malformed dict."""
+        day = dt.date.fromisoformat(data["day"])
+        # execution's counter baseline holds across days: it is per process, not per day
+        self.recon_pid, self.recon_last = int(data["recon_pid"]), int(data["recon_last"])
+        if day != kst_day(wall_ns):
+            return f"day state is from {day}: starting a new day"
+        if data["peak_equity"] is not None:
+            self.peak_day, self.peak_equity = day, int(data["peak_equity"])
+        gap_s = max(0.0, (wall_ns - int(data["saved_ns"])) / 1e9)
+        self.rejects = deque(
+            (mono - float(age) - gap_s, str(code)) for age, code in data["rejects"]
+        )
+        self.recon_count = int(data["recon_count"])
+        for name, rec in data["records"].items():
+            if name in self.records:
+                r = self.records[name]
+                r.fired, r.count, r.last = True, int(rec["count"]), str(rec["last"])
+                r.at_ns, r.figures = int(rec["at_ns"]), dict(rec["figures"])
+        return (
+            f"peak equity {fmt(self.peak_equity)}, {len(self.rejects)} recent rejects, "
+            f"{self.recon_count} reconcile differences, {len(data['records'])} firings"
+        )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import pytest
+from pydantic import ValidationError
 
 from protocol.enums import Side, TradingState
 from protocol.messages import (
@@ -62,11 +66,15 @@ def pos(symbol: str, qty: int, last: int, strategy: str = "") -> Position:
 
 
 def hb(
-    service: str, ts_ns: int = WALL, counters: dict[str, int] | None = None, status: str = "ready"
+    service: str,
+    ts_ns: int = WALL,
+    counters: dict[str, int] | None = None,
+    status: str = "ready",
+    pid: int = 1,
 ) -> Heartbeat:
     return Heartbeat(
         service=service,
-        pid=1,
+        pid=pid,
         protocol=PROTOCOL_VERSION,
         seq=1,
         started_ns=1,
@@ -318,6 +326,176 @@ def test_status_lists_every_guardrail_unfired() -> None:
         "reject_storm",
         "stale_md",
         "clock_skew",
+        "broker_disconnect",
+        "reconcile_differences",
     }
     assert all(v["fired"] is False and v["last"] == "" and v["at_ns"] == 0 for v in st.values())
     assert st["exposure"]["action"] == "REDUCING" and st["clock_skew"]["action"] == "warn"
+    assert st["broker_disconnect"]["action"] == "HALTED"
+    assert st["reconcile_differences"]["action"] == "REDUCING"
+
+
+def test_firing_carries_its_figures_into_status() -> None:
+    g = guard(max_drawdown=1_000)
+    g.on_portfolio(snap(equity=100_000), WALL)
+    g.on_portfolio(snap(equity=98_999), WALL)
+    (f,) = g.evaluate(A, 0.0, WALL)
+    figures = {"drawdown": 1_001, "peak_equity": 100_000, "equity": 98_999, "max_drawdown": 1_000}
+    assert f.figures == figures and g.status()["drawdown"]["figures"] == figures
+
+
+# ---------------------------------------------------------------------------- 8. broker disconnect
+def broker(down_ms: int, pid: int = 1) -> Heartbeat:
+    return hb("execution", counters={"broker_down_ms": down_ms}, pid=pid)
+
+
+def test_broker_down_at_grace_then_quiet_and_beyond_then_halts() -> None:
+    g = guard(broker_disconnect_grace_ms=10_000)
+    g.on_heartbeat(broker(9_000), 5.0, WALL)
+    assert names(g, mono=6.0) == []  # 9 s reported + 1 s since = the grace, not beyond it
+    (f,) = g.evaluate(A, 6.001, WALL)
+    assert (f.name, f.action) == ("broker_disconnect", H)
+    assert f.text == "broker not answering execution for 10.0 s (grace 10.0 s)"
+    assert f.figures == {"broker_down_ms": 10_001, "broker_disconnect_grace_ms": 10_000}
+
+
+def test_broker_back_before_grace_then_quiet() -> None:
+    g = guard(broker_disconnect_grace_ms=10_000, heartbeat_loss_enabled=False)
+    g.on_heartbeat(broker(9_900), 0.0, WALL)
+    g.on_heartbeat(broker(0), 0.1, WALL)  # answered again
+    assert names(g, mono=60.0) == []
+
+
+def test_broker_connectivity_never_reported_then_quiet() -> None:
+    g = guard(broker_disconnect_grace_ms=1, heartbeat_loss_enabled=False)
+    g.on_heartbeat(hb("execution"), 0.0, WALL)  # an adapter that does not report it
+    assert names(g, mono=60.0) == []
+
+
+def test_broker_disconnect_configured_to_reduce_then_reduces_once() -> None:
+    g = guard(broker_disconnect_grace_ms=1_000, broker_disconnect_action="REDUCING")
+    g.on_heartbeat(broker(5_000), 0.0, WALL)
+    (f,) = g.evaluate(A, 0.0, WALL)
+    assert f.action is R and g.status()["broker_disconnect"]["action"] == "REDUCING"
+    assert names(g, R) == [] and names(g, H) == []
+
+
+def test_broker_disconnect_bad_action_then_config_error() -> None:
+    with pytest.raises(ValidationError, match="broker_disconnect_action"):
+        GuardrailSettings(broker_disconnect_action="warn")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- 9. reconciliation
+def recon(n: int, pid: int = 1) -> Heartbeat:
+    return hb("execution", counters={"reconcile_differences": n}, pid=pid)
+
+
+def test_reconcile_differences_at_limit_then_quiet_and_beyond_then_reduces() -> None:
+    g = guard(max_reconcile_differences=3)
+    g.on_heartbeat(recon(2), 0.0, WALL)
+    g.on_heartbeat(recon(3), 0.1, WALL)  # a running counter: 3 in all, not 5
+    assert names(g) == []
+    g.on_heartbeat(recon(4), 0.2, WALL)
+    (f,) = g.evaluate(A, 0.2, WALL)
+    assert (f.name, f.action) == ("reconcile_differences", R)
+    assert f.figures == {"differences": 4, "max_reconcile_differences": 3}
+    # acted on: an operator's resume is not undone by the same differences
+    g.on_heartbeat(recon(4), 0.3, WALL)
+    assert names(g) == []
+
+
+def test_reconcile_differences_across_an_execution_restart_then_added() -> None:
+    g = guard(max_reconcile_differences=3)
+    g.on_heartbeat(recon(3, pid=10), 0.0, WALL)
+    g.on_heartbeat(recon(1, pid=11), 1.0, WALL)  # a new process counts from 0 again
+    assert [f.figures["differences"] for f in g.evaluate(A, 1.0, WALL)] == [4]
+
+
+def test_reconcile_differences_zero_limit_then_first_difference_reduces() -> None:
+    g = guard(max_reconcile_differences=0)
+    g.on_heartbeat(recon(0), 0.0, WALL)
+    assert names(g) == []
+    g.on_heartbeat(recon(1), 0.1, WALL)
+    assert names(g) == ["reconcile_differences"]
+
+
+def test_reconcile_differences_on_a_new_day_then_count_restarts() -> None:
+    g = guard(max_reconcile_differences=3)
+    g.on_portfolio(snap(), WALL)
+    g.on_heartbeat(recon(3), 0.0, WALL)
+    g.on_portfolio(snap(), WALL + DAY_NS)
+    g.on_heartbeat(recon(4), 0.1, WALL + DAY_NS)
+    assert names(g) == []
+
+
+# ---------------------------------------------------------------------------- day state
+def saved(g: Guardrails, mono: float, wall_ns: int) -> dict[str, Any]:
+    return json.loads(json.dumps(g.day_state(mono, wall_ns)))  # as it goes through the file
+
+
+def test_restart_on_the_same_day_then_keeps_the_peak_and_fires() -> None:
+    g = guard(max_drawdown=1_000)
+    g.on_portfolio(snap(equity=105_000), WALL)
+    g.on_portfolio(snap(equity=104_500), WALL)
+    state = saved(g, 50.0, WALL)
+    assert not g.dirty
+    fresh = guard(max_drawdown=1_000)
+    assert "peak equity 105,000 KRW" in fresh.restore(state, 7.0, WALL + 60 * 10**9)
+    fresh.on_portfolio(snap(equity=103_999), WALL + 61 * 10**9)
+    (f,) = fresh.evaluate(A, 8.0, WALL)
+    assert f.figures["peak_equity"] == 105_000 and f.figures["drawdown"] == 1_001
+
+
+def test_restart_without_state_then_the_first_snapshot_is_the_peak() -> None:
+    g = guard(max_drawdown=1_000)
+    g.on_portfolio(snap(equity=103_999), WALL)
+    assert names(g) == []
+
+
+def test_restart_on_another_day_then_starts_afresh() -> None:
+    g = guard(max_drawdown=1_000, max_reconcile_differences=0)
+    g.on_portfolio(snap(equity=105_000), WALL)
+    g.on_heartbeat(recon(5, pid=9), 0.0, WALL)
+    state = saved(g, 0.0, WALL)
+    fresh = guard(max_drawdown=1_000, max_reconcile_differences=0, clock_skew_enabled=False)
+    assert "new day" in fresh.restore(state, 0.0, WALL + DAY_NS)
+    fresh.on_portfolio(snap(equity=103_000), WALL + DAY_NS)
+    fresh.on_heartbeat(recon(5, pid=9), 0.0, WALL + DAY_NS)  # the same process: nothing new
+    assert fresh.evaluate(A, 0.0, WALL + DAY_NS) == []
+
+
+def test_restart_keeps_the_reject_window_by_age() -> None:
+    g = guard(reject_storm_count=3, reject_storm_window_s=10.0)
+    g.on_reject(reject(), 100.0)
+    g.on_reject(reject(), 104.0)
+    state = saved(g, 105.0, WALL)  # ages 5 s and 1 s
+    fresh = guard(reject_storm_count=3, reject_storm_window_s=10.0)
+    fresh.restore(state, 0.0, WALL + 2 * 10**9)  # 2 s later: ages 7 s and 3 s
+    fresh.on_reject(reject(), 0.0)
+    assert names(fresh, mono=0.0) == ["reject_storm"]
+    fresh2 = guard(reject_storm_count=3, reject_storm_window_s=10.0)
+    fresh2.restore(state, 0.0, WALL + 6 * 10**9)  # ages 11 s and 7 s: the first is gone
+    fresh2.on_reject(reject(), 0.0)
+    assert names(fresh2, mono=0.0) == []
+
+
+def test_restart_keeps_firings_and_the_reconcile_baseline() -> None:
+    g = guard(max_reconcile_differences=1)
+    g.on_heartbeat(recon(2, pid=7), 0.0, WALL)
+    assert names(g) == ["reconcile_differences"]
+    g.on_heartbeat(recon(3, pid=7), 0.1, WALL)
+    fresh = guard(max_reconcile_differences=1)
+    fresh.restore(saved(g, 0.1, WALL), 0.0, WALL)
+    st = fresh.status()["reconcile_differences"]
+    assert st["fired"] and st["count"] == 1 and st["figures"]["differences"] == 2
+    fresh.on_heartbeat(recon(3, pid=7), 0.0, WALL)  # already counted before the restart
+    assert names(fresh) == []
+    fresh.on_heartbeat(recon(4, pid=7), 0.0, WALL)
+    assert names(fresh) == ["reconcile_differences"]
+
+
+def test_restore_malformed_then_error() -> None:
+    with pytest.raises(KeyError):
+        guard().restore({"day": "2025-11-24"}, 0.0, WALL)
+    with pytest.raises(ValueError):
+        guard().restore({"day": "yesterday", "recon_pid": 1, "recon_last": 0}, 0.0, WALL)

@@ -18,6 +18,9 @@ EXPECTED = {
     (A, "resume"): A,
     (R, "resume"): A,
     (H, "resume"): A,
+    (A, "flatten"): R,
+    (R, "flatten"): R,
+    (H, "flatten"): R,
 }
 
 
@@ -31,7 +34,7 @@ def test_every_state_trigger_pair_matches_the_table(state: TradingState, trigger
 
 
 def test_reduce_when_halted_then_refused_naming_resume() -> None:
-    with pytest.raises(InvalidTransition, match="only resume leaves HALTED"):
+    with pytest.raises(InvalidTransition, match="only resume or flatten leaves HALTED"):
         next_state(H, "reduce")
 
 
