@@ -64,6 +64,8 @@ class System:
             "QTS_RUNTIME__VAR_DIR": str(self.var),
             "QTS_SUPERVISORD_CONF": str(self.conf),
             "LOG_LEVEL": "INFO",
+            # any free port: several systems may run at once (tests that need it pass a port)
+            "QTS_METRICS__PORT": "0",
         }
         for key, value in config.items():
             self.env[key] = value if isinstance(value, str) else json.dumps(value)

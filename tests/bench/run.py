@@ -17,6 +17,9 @@ from typing import Any
 
 from tests.bench.floor import run_floor
 from tests.bench.halt import print_halts, run_halts
+from tests.bench.ingest import print_result as print_ingest
+from tests.bench.ingest import run as run_ingest
+from tests.bench.risk import print_risk, run_risk_bench
 from tests.kit import REPO, System, eventually
 
 STAGES = ("strategy", "risk", "execution", "broker", "tick_to_order", "tick_to_ack")
@@ -111,6 +114,10 @@ def main() -> int:
     print_table(result)
     halts = run_halts(5 if args.quick else 30)
     print_halts(halts)
+    risk = run_risk_bench(20_000 if args.quick else 200_000)
+    print_risk(risk)
+    ingest = run_ingest(50_000 if args.quick else 200_000, 1 if args.quick else 3)
+    print_ingest(ingest)
     t2o = result["latency_us"].get("tick_to_order")
     if t2o and f["p50"]:
         print(
@@ -121,6 +128,8 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     payload = {"when": stamp, "quick": args.quick, "floor": floor, "system": result, "halt": halts}
+    payload["risk"] = risk
+    payload["ingest"] = ingest
     for name in (f"bench-{stamp}.json", "latest.json"):
         (out_dir / name).write_text(json.dumps(payload, indent=2))
     print(f"\nwritten to {out_dir / 'latest.json'}")
