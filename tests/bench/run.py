@@ -19,6 +19,7 @@ from tests.bench.floor import run_floor
 from tests.bench.halt import print_halts, run_halts
 from tests.bench.ingest import print_result as print_ingest
 from tests.bench.ingest import run as run_ingest
+from tests.bench.recovery import memory, print_memory, print_restarts, run_restarts
 from tests.bench.risk import print_risk, run_risk_bench
 from tests.kit import REPO, System, eventually
 
@@ -26,6 +27,8 @@ STAGES = ("strategy", "risk", "execution", "broker", "tick_to_order", "tick_to_a
 
 
 def run_system(rate: int, seconds: float, every: int) -> dict[str, Any]:
+    """One deployment at `rate` ticks/s for `seconds`: latency per stage from the orders' own
+    traces, whether the strategy lost market data (md_sync's counters), memory per service."""
     events = int(rate * seconds)
     with tempfile.TemporaryDirectory(prefix="qts-bench-") as tmp:
         system = System(
@@ -39,6 +42,7 @@ def run_system(rate: int, seconds: float, every: int) -> dict[str, Any]:
         try:
             system.start()
             t0 = time.monotonic()
+            mem_start = memory(system.conf)
             stats = eventually(
                 lambda: (s := system.call("observer", "stats"))["done"] and s,
                 timeout=seconds * 4 + 30,
@@ -46,6 +50,7 @@ def run_system(rate: int, seconds: float, every: int) -> dict[str, Any]:
                 message="observer finished its events",
             )
             elapsed = time.monotonic() - t0
+            mem_end = memory(system.conf)
             time.sleep(1.0)  # let the last orders' answers arrive
             summary = system.call("performance", "summary")
             ping = {
@@ -61,7 +66,12 @@ def run_system(rate: int, seconds: float, every: int) -> dict[str, Any]:
             }
         finally:
             system.stop()
+    strategy = ping["strategy"]["counters"]
     return {
+        "md_to_strategy": {
+            k: strategy.get(k, 0) for k in ("md_gaps", "md_recovered", "md_lost", "md_duplicates")
+        },
+        "memory_kb": {"start": mem_start, "end": mem_end},
         "rate_hz": rate,
         "events": stats["events"],
         "elapsed_s": round(elapsed, 3),
@@ -94,17 +104,41 @@ def print_table(result: dict[str, Any]) -> None:
         )
 
 
+def print_throughput(runs: list[dict[str, Any]]) -> None:
+    print("\nmarket data through to the strategy (md_sync: gaps recovered from the observer)")
+    print(f"{'target/s':>10}{'achieved/s':>12}{'gaps':>7}{'recovered':>11}{'lost':>7}")
+    for r in runs:
+        md = r["md_to_strategy"]
+        print(
+            f"{r['rate_hz']:>10}{r['events_per_s']:>12}{md['md_gaps']:>7}"
+            f"{md['md_recovered']:>11}{md['md_lost']:>7}"
+        )
+    clean = [
+        r["rate_hz"]
+        for r in runs
+        if not r["md_to_strategy"]["md_lost"]
+        and not r["md_to_strategy"]["md_gaps"]
+        and (r["events_per_s"] or 0) >= 0.95 * r["rate_hz"]
+    ]
+    print(f"highest rate with no gap and >= 95% of the target: {max(clean, default=0)} ticks/s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run that proves it works")
     parser.add_argument("--rate", type=int, default=1000, help="ticks per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--every", type=int, default=10, help="pulse: one order per N ticks")
+    parser.add_argument("--long", action="store_true", help="also 10 minutes at 10k ticks/s")
     args = parser.parse_args()
     if args.quick:
         args.rate, args.seconds = 500, 3.0
     floor = run_floor(args.rate, min(args.seconds, 5.0))
     result = run_system(args.rate, args.seconds, args.every)
+    # higher tick rates at the same order rate (100/s): what the market-data path sustains
+    ladder = [] if args.quick else [run_system(r, 10.0, r // 100) for r in (10_000, 50_000)]
+    if args.long:
+        ladder.append(run_system(10_000, 600.0, 100))  # memory must stay flat
     f = floor["latency_us"]
     print(
         f"\nfloor: bare 4-process ZeroMQ ipc chain at {floor['rate_hz']} msg/s, "
@@ -112,6 +146,18 @@ def main() -> int:
         f"p99.9 {f['p999']:.0f} us"
     )
     print_table(result)
+    for r in ladder:
+        print_table(r)
+    print_throughput([result, *ladder])
+    last = ladder[-1] if ladder else result
+    print_memory(
+        f"{last['rate_hz']} ticks/s for {last['elapsed_s']} s",
+        last["memory_kb"]["start"],
+        last["memory_kb"]["end"],
+    )
+    restarts = {} if args.quick else run_restarts()
+    if restarts:
+        print_restarts(restarts)
     halts = run_halts(5 if args.quick else 30)
     print_halts(halts)
     risk = run_risk_bench(20_000 if args.quick else 200_000)
@@ -127,7 +173,15 @@ def main() -> int:
     out_dir = REPO / "var" / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    payload = {"when": stamp, "quick": args.quick, "floor": floor, "system": result, "halt": halts}
+    payload = {
+        "when": stamp,
+        "quick": args.quick,
+        "floor": floor,
+        "system": result,
+        "ladder": ladder,
+        "restarts": restarts,
+        "halt": halts,
+    }
     payload["risk"] = risk
     payload["ingest"] = ingest
     for name in (f"bench-{stamp}.json", "latest.json"):

@@ -67,7 +67,10 @@ def test_metrics_from_a_live_system(make_system: Any) -> None:
         ready = all(m["qts_up"].get((("service", s),)) == 1.0 for s in (*SERVICES, "supervisor"))
         lat = total(m, "qts_stage_latency_seconds_count", service="supervisor", stage="broker")
         fetched = all(v == 1.0 for v in m.get("qts_dashboard_fetch_ok", {0: 0}).values())
-        if ready and lat > 0 and total(m, "qts_orders_total") > 0 and fetched:
+        # orders come from the exec stream at once; broker requests from execution's next
+        # heartbeat (100 ms) in the next published view (500 ms): wait for both
+        sent = total(m, "qts_broker_requests_total", kind="order")
+        if ready and lat > 0 and total(m, "qts_orders_total") > 0 and sent > 0 and fetched:
             return m
         return None
 
