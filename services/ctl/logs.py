@@ -36,17 +36,20 @@ def log_path(conf: Path, service: str) -> Path:
 
 def tail(path: Path, lines: int) -> list[str]:
     """The last `lines` lines (reads backwards in blocks: a large log costs no more)."""
+    with path.open("rb") as f:
+        return _tail_of(f, f.seek(0, os.SEEK_END), lines)
+
+
+def _tail_of(f: BinaryIO, end: int, lines: int) -> list[str]:
+    """The last `lines` complete lines before offset `end` of an open file."""
     if lines <= 0:
         return []
-    with path.open("rb") as f:
-        f.seek(0, os.SEEK_END)
-        end = f.tell()
-        data = b""
-        while end > 0 and data.count(b"\n") <= lines:
-            step = min(65_536, end)
-            end -= step
-            f.seek(end)
-            data = f.read(step) + data
+    data = b""
+    while end > 0 and data.count(b"\n") <= lines:
+        step = min(65_536, end)
+        end -= step
+        f.seek(end)
+        data = f.read(step) + data
     return [ln.decode(errors="replace") for ln in data.splitlines()[-lines:]]
 
 
@@ -57,16 +60,19 @@ def follow(
     stop: Callable[[], bool] = lambda: False,
 ) -> Iterator[str]:
     """The last `lines` lines, then every new line as it is written, until stop() is true."""
-    if path.exists():
-        yield from tail(path, lines)
     f: BinaryIO | None = None
     ino = -1
     pending = b""
     try:
         if path.exists():
+            # one open file for the tail and what follows: a line written in between is
+            # neither lost nor shown twice
             f = path.open("rb")
-            f.seek(0, os.SEEK_END)
+            end = f.seek(0, os.SEEK_END)
             ino = os.fstat(f.fileno()).st_ino
+            earlier = _tail_of(f, end, lines)
+            f.seek(end)
+            yield from earlier
         while not stop():
             if f is not None:
                 chunk = f.read()

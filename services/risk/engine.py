@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import msgspec
 
@@ -373,6 +374,33 @@ class RiskEngine:
             t.start_value = t.value
         for t in (self.acct, *self.sym_t.values(), *self.strat_t.values()):
             t.orders = t.cancels = 0
+
+    # ------------------------------------------------------------------ cancels across restarts
+    def cancel_counts(self) -> dict[str, object]:
+        """The KST day's cancel counts (orders per day are rebuilt from execution's journal;
+        cancel requests are not journaled, so the service saves these)."""
+        return {
+            "day": self.day,
+            "account": self.acct.cancels,
+            "strategies": {k: t.cancels for k, t in self.strat_t.items() if t.cancels},
+            "symbols": {k: t.cancels for k, t in self.sym_t.items() if t.cancels},
+        }
+
+    def restore_cancels(self, saved: dict[str, Any], now_ns: int) -> bool:
+        """Take saved counts back if they are today's (by the KST day); False otherwise."""
+        day = kst_day(now_ns)
+        if saved.get("day") != day:
+            return False
+        if self.day < day:
+            self._roll(day)
+        self.acct.cancels = max(self.acct.cancels, int(saved.get("account", 0)))
+        for name, n in dict(saved.get("strategies", {})).items():
+            t = self._strat(str(name))
+            t.cancels = max(t.cancels, int(n))
+        for name, n in dict(saved.get("symbols", {})).items():
+            t = self._sym(str(name))
+            t.cancels = max(t.cancels, int(n))
+        return True
 
     # ------------------------------------------------------------------ state from streams
     def on_instrument(self, inst: Instrument) -> None:

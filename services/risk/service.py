@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from services.runtime.log import logger
 from services.runtime.md_sync import FETCH_ERRORS, MdSync, observer_fetch
 from services.runtime.service import Service
 from services.runtime.snapshots import fetch_instruments
+from services.runtime.statefile import atomic_write
 
 
 class RiskService(Service):
@@ -48,6 +50,36 @@ class RiskService(Service):
         self.every(1.0, lambda: self.engine.expire(time.time_ns(), time.monotonic_ns()))
         self.rebuild()
         self.warm_up_md()
+        # cancel counts per KST day survive a restart (orders per day come from the journal)
+        self.cancels_path = self.settings.runtime.state_dir / "risk_cancels.json"
+        self.cancels_saved: dict[str, object] = {}
+        self.load_cancels()
+        self.every(1.0, self.save_cancels)
+
+    def load_cancels(self) -> None:
+        try:
+            saved = json.loads(self.cancels_path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            logger.error("{} unreadable ({}); cancel counts start at zero", self.cancels_path, exc)
+            return
+        if isinstance(saved, dict) and self.engine.restore_cancels(saved, time.time_ns()):
+            logger.info("today's cancel counts restored: {} on the account", saved.get("account"))
+        self.cancels_saved = self.engine.cancel_counts()
+
+    def save_cancels(self) -> None:
+        """At most once a second, and only when they changed: a crash loses at most the
+        last second's count."""
+        counts = self.engine.cancel_counts()
+        if counts != self.cancels_saved:
+            self.cancels_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.cancels_path, json.dumps(counts).encode())
+            self.cancels_saved = counts
+
+    def teardown(self) -> None:
+        if hasattr(self, "cancels_path"):
+            self.save_cancels()
 
     def warm_up_md(self) -> None:
         """The observer's current state (instruments, market and symbol phases, last trades)

@@ -251,6 +251,25 @@ def test_cancels_per_day_then_denied_with_the_order_figures() -> None:
     assert isinstance(decide(e2, cancel("x")), CancelOrder)
 
 
+def test_cancel_counts_survive_a_restart_on_the_same_kst_day() -> None:
+    e = engine(max_cancels_per_day=3, max_cancels_per_day_per_symbol=2)
+    a = approve(e, intent(qty=1))
+    decide(e, cancel(a.client_order_id))
+    decide(e, cancel(a.client_order_id))
+    saved = e.cancel_counts()
+    assert saved["account"] == 2 and saved["symbols"] == {SYM: 2}
+    restarted = engine(max_cancels_per_day=3, max_cancels_per_day_per_symbol=2)
+    assert restarted.restore_cancels(saved, NOW)
+    b = approve(restarted, intent(qty=1))
+    assert code(decide(restarted, cancel(b.client_order_id))) == Reason.MAX_CANCELS_PER_DAY
+    assert isinstance(decide(restarted, cancel("unknown")), CancelOrder)  # account: 3rd of 3
+    assert code(decide(restarted, cancel("unknown"))) == Reason.MAX_CANCELS_PER_DAY
+    # yesterday's counts are not today's
+    fresh = engine(max_cancels_per_day=3)
+    assert not fresh.restore_cancels(saved, NOW + 86_400 * 10**9)
+    assert fresh.cancel_counts()["account"] == 0
+
+
 # ---------------------------------------------------------------------------- throttle
 def test_throttle_token_bucket_shared_by_strategies() -> None:
     e = engine(submit_rate_per_s=10.0, submit_burst=2)
