@@ -507,7 +507,10 @@ class ExecutionEngine:
                 stats["adopted"] += 1
         booked = self.journal.fill_ids()  # one read, not one transaction per known fill
         for bf in sorted(broker_fills, key=lambda f: (f.ts_ns, f.order_no, f.fill_no)):
-            if ids.fill_id(bf.order_no, bf.fill_no) in booked or asked_ns - bf.ts_ns < settle_ns:
+            # a fill stamped after the question (a broker's clock, or one that dates a
+            # recovered fill by its answer) is booked at once unless a settle time is asked for
+            young = settle_ns > 0 and asked_ns - bf.ts_ns < settle_ns
+            if ids.fill_id(bf.order_no, bf.fill_no) in booked or young:
                 continue
             coid = self.journal.coid_for(bf.order_no)
             if coid is None:

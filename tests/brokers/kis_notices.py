@@ -31,3 +31,45 @@ LAYOUTS: dict[str, list[str]] = {
 def notice_fields(values: dict[str, str], layout: str) -> list[str]:
     """The notice's fields in `layout` order; values holds every name of every layout."""
     return [values[name] for name in LAYOUTS[layout]]
+
+
+# ------------------------------------------------------------------ market data (5.5, 5.6)
+def trade_record(
+    symbol: str,
+    price: int,
+    qty: int,
+    hhmmss: str = "093001",
+    cum_volume: int = 0,
+    ccld_dvsn: str = "1",
+    day: str = "20261125",
+) -> list[str]:
+    """One H0STCNT0 record (46 fields), the other fields filled as KIS sends them."""
+    f = ["0"] * 46
+    f[0], f[1], f[2], f[3], f[4], f[5] = symbol, hhmmss, str(price), "2", "100", "0.14"
+    f[10], f[11] = str(price + 100), str(price)
+    f[12], f[13], f[14] = str(qty), str(cum_volume or qty), str((cum_volume or qty) * price)
+    f[21], f[33], f[34], f[35], f[43] = ccld_dvsn, day, "20", "N", "0"
+    return f
+
+
+def book_record(
+    symbol: str,
+    bids: list[tuple[int, int]],
+    asks: list[tuple[int, int]],
+    hhmmss: str = "093001",
+) -> list[str]:
+    """One H0STASP0 record (59 fields); levels beyond those given are empty (price 0)."""
+    f = ["0"] * 59
+    f[0], f[1], f[2] = symbol, hhmmss, "0"
+    for i, (price, qty) in enumerate(asks):
+        f[3 + i], f[23 + i] = str(price), str(qty)
+    for i, (price, qty) in enumerate(bids):
+        f[13 + i], f[33 + i] = str(price), str(qty)
+    f[43] = str(sum(q for _, q in asks))
+    f[44] = str(sum(q for _, q in bids))
+    return f
+
+
+def md_frame(tr: str, records: list[list[str]]) -> str:
+    """`0|tr|count|fields`: records joined by ^ into one payload."""
+    return f"0|{tr}|{len(records):03d}|" + "^".join("^".join(r) for r in records)

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import queue
 import secrets
 import socket
 import string
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,14 +30,19 @@ from urllib.parse import parse_qs, urlparse
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
+from services.brokers_md import kis as md
 from services.execution.adapters.common.kst import now_kst
 from services.execution.adapters.kis import wire
-from tests.brokers.kis_notices import notice_fields
+from tests.brokers.kis_notices import md_frame, notice_fields
 
 APP_KEY = "PSfakeappkey0123456789abcdefghijklmn"  # 36 chars
 APP_SECRET = "s" * 180
 ACCOUNT = "50012345-01"
 HTS_ID = "qtstester"
+# a second app key (another KIS app registration) for a market-data session of its own
+MD_APP_KEY = "PSfakemdkey00123456789abcdefghijklmn"
+MD_APP_SECRET = "m" * 180
+MD_TRS = (md.TRADE_TR, md.BOOK_TR)
 
 
 @dataclass
@@ -83,7 +90,10 @@ class Stats:
     ws_connects: int = 0
     ws_refused: int = 0
     subscribes: int = 0
-    pongs: int = 0
+    pongs: int = 0  # PINGPONG echoed as text
+    pong_frames: list[bytes] = field(default_factory=list)  # pong frames received (OTA form)
+    md_subscribes: int = 0
+    md_refused: int = 0
     order_posts: int = 0
     arrivals: list[float] = field(default_factory=list)  # time.time() of trading requests
 
@@ -98,6 +108,8 @@ class FakeKis:
         page_size: int | None = None,
         cash: int = 100_000_000,
         holdings: dict[str, int] | None = None,
+        auto_fill: bool = False,  # fill every order by itself: first half, then the rest
+        keep_open_every: int = 0,  # auto_fill: every Nth order gets only its first half
     ) -> None:
         self.mode = mode
         self.rate_per_s = rate_per_s
@@ -113,18 +125,31 @@ class FakeKis:
         self.odnos = itertools.count(117057)
         self.tokens: dict[str, float] = {}  # token -> expiry (time.time)
         self.last_token_at = 0.0
-        self.approval_keys: set[str] = set()
+        self.app_keys = {APP_KEY: APP_SECRET, MD_APP_KEY: MD_APP_SECRET}
+        self.approval_keys: dict[str, str] = {}  # approval key -> app key
         self.stamps: list[float] = []
         self.ws_conns: list[ServerConnection] = []
         self.ws_keys: dict[int, tuple[str, str]] = {}  # id(conn) -> (key, iv)
-        self.subscribed: dict[int, str] = {}  # id(conn) -> tr_id
+        self.subscribed: dict[int, str] = {}  # id(conn) -> notice tr_id
+        self.conn_app: dict[int, str] = {}  # id(conn) -> app key of its approval key
+        self.md_regs: dict[int, set[tuple[str, str]]] = {}  # id(conn) -> (tr, stock code)
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.http.daemon_threads = True
-        self.ws_server = serve(self._ws_handler, "127.0.0.1", 0)
+        self.ws_server = serve(
+            self._ws_handler, "127.0.0.1", 0, create_connection=self._connection_class()
+        )
         self.threads = [
             threading.Thread(target=self.http.serve_forever, daemon=True),
             threading.Thread(target=self.ws_server.serve_forever, daemon=True),
         ]
+        self.auto_fill = auto_fill
+        self.keep_open_every = keep_open_every
+        self.auto_filled = 0
+        self.fill_counts: dict[str, int] = {}  # odno -> fills made (one notice each)
+        self.to_fill: queue.Queue[str | None] = queue.Queue()
+        self.stopping = threading.Event()
+        if auto_fill:
+            self.threads.append(threading.Thread(target=self._filler, daemon=True))
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeKis:
@@ -133,6 +158,8 @@ class FakeKis:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
+        self.to_fill.put(None)
         self.drop_ws()
         self.ws_server.shutdown()
         self.http.shutdown()
@@ -184,11 +211,34 @@ class FakeKis:
                 raise ValueError(f"fill {qty} > remaining {o.remaining}")
             o.filled += qty
             o.amount += qty * price
+            self.fill_counts[odno] = self.fill_counts.get(odno, 0) + 1
             sign = 1 if o.side == "02" else -1
             self.holdings[o.symbol] = self.holdings.get(o.symbol, 0) + sign * qty
             self.cash -= sign * qty * price
         if notify:
             self._notice(o, cntg_yn="2", qty=qty, price=price)
+
+    def _filler(self) -> None:
+        """auto_fill: each order filled in two parts at its own price, shortly after (every
+        keep_open_every-th only its first part: it stays open)."""
+        while True:
+            odno = self.to_fill.get()
+            if odno is None or self.stopping.wait(0.05):
+                return
+            with self.lock:
+                o = self.orders[odno]
+                first = o.remaining // 2
+                price = o.price or 70_000
+                self.auto_filled += 1
+                keep = self.keep_open_every and self.auto_filled % self.keep_open_every == 0
+            for part in (first, 0 if keep else o.remaining - first):
+                with self.lock:
+                    qty = min(part, o.remaining)
+                if qty > 0:
+                    try:
+                        self.fill(odno, qty, price)
+                    except ValueError:  # a cancel took the remainder meanwhile
+                        pass
 
     def order(self, odno: str) -> Order:
         with self.lock:
@@ -241,7 +291,7 @@ class FakeKis:
         if not self.knobs.notices:
             return
         plain = "^".join(self.notice_fields(o, cntg_yn, qty, price, **kw))
-        for conn in self._subscribers():
+        for conn in self._subscribers(notices_only=True):
             key, iv = self.ws_keys[id(conn)]
             tr = self.subscribed[id(conn)]
             try:
@@ -249,9 +299,11 @@ class FakeKis:
             except ConnectionClosed:
                 pass
 
-    def _subscribers(self) -> list[ServerConnection]:
+    def _subscribers(self, notices_only: bool = False) -> list[ServerConnection]:
         with self.lock:
-            return [c for c in self.ws_conns if id(c) in self.subscribed]
+            if notices_only:
+                return [c for c in self.ws_conns if id(c) in self.subscribed]
+            return [c for c in self.ws_conns if self._registered(c)]
 
     # ------------------------------------------------------------------ WebSocket server
     def _ws_handler(self, conn: ServerConnection) -> None:
@@ -273,6 +325,8 @@ class FakeKis:
                 self.ws_conns.remove(conn)
                 self.subscribed.pop(id(conn), None)
                 self.ws_keys.pop(id(conn), None)
+                self.conn_app.pop(id(conn), None)
+                self.md_regs.pop(id(conn), None)
 
     def _ws_subscribe(self, conn: ServerConnection, msg: dict[str, Any]) -> None:
         if self.knobs.ignore_subscribe:
@@ -287,26 +341,32 @@ class FakeKis:
             conn.send(json.dumps({"header": {"tr_id": tr, "tr_key": key, "encrypt": "N"},
                                   "body": out}))  # fmt: skip
 
-        if header.get("approval_key") not in self.approval_keys:
+        app = self.approval_keys.get(str(header.get("approval_key")))
+        if app is None:
             answer("1", "OPSP8993", "invalid approval : NOT FOUND")
             return
         expected = "H0STCNI0" if self.mode == "live" else "H0STCNI9"
-        if tr != expected:
+        if tr not in (expected, *MD_TRS):
             answer("1", "OPSP8991", "invalid tr_id")
             return
-        if key != HTS_ID:
+        if key != HTS_ID if tr == expected else not (len(key) == 6 and key.isalnum()):
             answer("1", "OPSP8992", "invalid tr_key")
             return
         with self.lock:
-            if any(c is not conn for c in self.ws_conns if id(c) in self.subscribed):
+            self.conn_app.setdefault(id(conn), app)
+            in_use = any(
+                c is not conn and self.conn_app.get(id(c)) == app and self._registered(c)
+                for c in self.ws_conns
+            )
+            if in_use:
                 self.stats.ws_refused += 1
-                in_use = True
-            else:
-                in_use = False
         if in_use:
             conn.send(json.dumps({"header": {"tr_id": "(null)", "tr_key": key, "encrypt": "N"},
                                   "body": {"rt_cd": "9", "msg_cd": "OPSP8996",
                                            "msg1": "ALREADY IN USE appkey"}}))  # fmt: skip
+            return
+        if tr in MD_TRS:
+            self._md_register(conn, header, tr, key, answer)
             return
         alphabet = string.ascii_letters + string.digits
         aes_key = "".join(secrets.choice(alphabet) for _ in range(32))
@@ -316,6 +376,73 @@ class FakeKis:
             self.subscribed[id(conn)] = tr
             self.stats.subscribes += 1
         answer("0", "OPSP0000", "SUBSCRIBE SUCCESS", {"iv": aes_iv, "key": aes_key})
+
+    def _connection_class(self) -> type[ServerConnection]:
+        fake = self
+
+        class Connection(ServerConnection):
+            def acknowledge_pings(self, data: bytes) -> None:
+                with fake.lock:
+                    fake.stats.pong_frames.append(data)
+                super().acknowledge_pings(data)
+
+        return Connection
+
+    def _registered(self, conn: ServerConnection) -> bool:
+        return id(conn) in self.subscribed or bool(self.md_regs.get(id(conn)))
+
+    def _md_register(
+        self,
+        conn: ServerConnection,
+        header: dict[str, Any],
+        tr: str,
+        key: str,
+        answer: Callable[[str, str, str], None],
+    ) -> None:
+        """Market-data (un)registration: 41 per session with the notice (OPSP0008 beyond)."""
+        with self.lock:
+            regs = self.md_regs.setdefault(id(conn), set())
+            count = len(regs) + (1 if id(conn) in self.subscribed else 0)
+            if header.get("tr_type") == "2":
+                if (tr, key) not in regs:
+                    reply = ("1", "OPSP0003", "UNSUBSCRIBE ERROR(not found!)")
+                else:
+                    regs.discard((tr, key))
+                    reply = ("0", "OPSP0001", "UNSUBSCRIBE SUCCESS")
+            elif (tr, key) in regs:
+                reply = ("1", "OPSP0002", "ALREADY IN SUBSCRIBE")
+            elif count >= md.MAX_REGISTRATIONS:
+                self.stats.md_refused += 1
+                reply = ("1", "OPSP0008", "MAX SUBSCRIBE OVER")
+            else:
+                regs.add((tr, key))
+                self.stats.md_subscribes += 1
+                reply = ("0", "OPSP0000", "SUBSCRIBE SUCCESS")
+        answer(*reply)
+
+    # ------------------------------------------------------------------ market data (5.5, 5.6)
+    def md_registered(self) -> set[tuple[str, str]]:
+        with self.lock:
+            return set().union(*self.md_regs.values()) if self.md_regs else set()
+
+    def push_md(self, tr: str, records: list[list[str]]) -> int:
+        """Send one `0|tr|count|...` frame of these records to every session registered for
+        any of their stock codes; returns how many sessions got it."""
+        frame = md_frame(tr, records)
+        symbols = {r[0] for r in records}
+        with self.lock:
+            conns = [
+                c for c in self.ws_conns
+                if any((tr, sym) in self.md_regs.get(id(c), ()) for sym in symbols)
+            ]  # fmt: skip
+        sent = 0
+        for conn in conns:
+            try:
+                conn.send(frame)
+                sent += 1
+            except ConnectionClosed:
+                pass
+        return sent
 
     # ------------------------------------------------------------------ HTTP server
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -381,11 +508,12 @@ class FakeKis:
         if path == wire.APPROVAL_PATH and method == "POST":
             if self.knobs.fail_approval:
                 return 500, {"error_code": "EGW00002", "error_description": "서버 에러"}, {}
-            if body.get("appkey") != APP_KEY or body.get("secretkey") != APP_SECRET:
+            app = str(body.get("appkey", ""))
+            if self.app_keys.get(app) != body.get("secretkey"):
                 return 403, {"error_code": "EGW00105", "error_description": "bad secretkey"}, {}
             key = secrets.token_hex(18)
             with self.lock:
-                self.approval_keys.add(key)
+                self.approval_keys[key] = app
             return 200, {"approval_key": key}, {}
         err = self._check_headers(hdr)
         if err is not None:
@@ -489,6 +617,8 @@ class FakeKis:
             time.sleep(0.2)  # the notice is surely read before the answer
         if delay:
             time.sleep(delay)  # accepted, answered too late for the client
+        if self.auto_fill:
+            self.to_fill.put(odno)
         out = {"KRX_FWDG_ORD_ORGNO": "06010", "ODNO": odno, "ORD_TMD": o.tmd}
         return 200, {"rt_cd": "0", "msg_cd": "APBK0013", "msg1": "주문 전송 완료 되었습니다.",
                      "output": out}, {}  # fmt: skip

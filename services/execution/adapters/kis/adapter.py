@@ -499,14 +499,22 @@ class KisAdapter(BrokerAdapter):
 
     def fills_today(self, timeout: float) -> list[BrokerFill]:
         as_of, rows = self._rows(timeout, reuse=True)
-        now_ns = time.time_ns()
+        # A fill only the query shows happened before the query, KIS does not say when. It is
+        # dated the second before the query's (not after the order): execution leaves fills
+        # younger than its question to their notices, and none follows for this one (a late
+        # notice is absorbed into it), so it must look old enough to be booked now.
+        try:
+            missed_ns = kst_ns(today_kst(), as_of) - 1_000_000_000
+        except ValueError:
+            missed_ns = time.time_ns() - 2_000_000_000
         out: list[BrokerFill] = []
         with self.ledger_lock:
             for r in rows:
                 if r.is_amendment or r.filled_qty <= 0:
                     continue
                 info = self._known(r)
-                self.ledger.query_total(r.order_no, r.filled_qty, r.filled_amt, now_ns, as_of)
+                ts_ns = max(info.ts_ns, missed_ns)
+                self.ledger.query_total(r.order_no, r.filled_qty, r.filled_amt, ts_ns, as_of)
                 out.extend(
                     BrokerFill(r.order_no, f.fill_no, r.symbol, r.side, f.qty, f.price, f.ts_ns)
                     for f in info.fills
