@@ -17,7 +17,7 @@ from protocol.codes import CtlCode
 from protocol.enums import TradingState
 from services.ctl.render import krw, render_pnl, render_positions, render_report, table
 from services.ctl.supervisord import Supervisord, SupervisordError, conf_path
-from services.runtime import client
+from services.runtime import client, curve
 from services.runtime.settings import ConfigError, Settings, load_settings
 from services.runtime.statefile import PersistedState, StateStore
 
@@ -34,6 +34,7 @@ class Ctx:
         if self._settings is None:
             try:
                 self._settings = load_settings()
+                curve.configure(self._settings, "ctl")  # tcp:// endpoints: qts-ctl's CURVE keys
             except ConfigError as exc:
                 fail(CtlCode.BAD_REQUEST, str(exc))
         return self._settings
@@ -559,6 +560,115 @@ def report(obj: Ctx, date: str | None, timeout: float) -> None:
     args = {"date": date} if date else {}
     data = obj.call("performance", "report", args, timeout=timeout)
     emit(data, render_report(data))
+
+
+# ---------------------------------------------------------------------------------- backups
+@cli.command()
+@click.option("--timeout", default=120.0, show_default=True, help="seconds to wait per service")
+@json_option
+@click.pass_obj
+def backup(obj: Ctx, timeout: float) -> None:
+    """Back up the journal, the venue's book and the state files now, online, into
+    var/backup/<KST date>/<HHMMSS>; print where (docs/operations.md "Backup and restore")."""
+    import datetime as dt
+
+    from services.runtime import backup as bk
+
+    root = bk.backup_root(obj.settings)
+    dest = bk.slot_dir(root, dt.datetime.now(bk.KST))
+    n = 1
+    while dest.with_name(dest.name if n == 1 else f"{dest.name}-{n}").exists():
+        n += 1
+    dest = dest.with_name(dest.name if n == 1 else f"{dest.name}-{n}")
+    # execution's journal first: the venue's copy, taken after, may know orders the journal
+    # does not (reconciliation adopts them after a restore), never the other way round
+    owners = ["execution"] + (["venue"] if obj.settings.broker.type == "paper" else [])
+    data: dict[str, Any] = {"dir": str(dest), "services": {}}
+    for name in owners:
+        data["services"][name] = obj.call(name, "backup", {"dir": str(dest)}, timeout=timeout)
+    lines = [f"backup in {dest}"]
+    for name, m in data["services"].items():
+        facts = " ".join(f"{k}={v}" for k, v in m["facts"].items())
+        lines.append(f"  {name}: {len(m['files'])} files, {m['duration_ms']} ms {facts}".rstrip())
+        lines += [f"    {f['path']}  {f['size']:,} B  {f['sha256'][:16]}" for f in m["files"]]
+    emit(data, "\n".join(lines))
+
+
+@cli.command()
+@click.argument("backup_dir", type=click.Path(file_okay=False, path_type=str))
+@json_option
+@click.pass_obj
+def restore(obj: Ctx, backup_dir: str) -> None:
+    """Put a backup back into var/ (every service stopped: `qts-ctl down` first). The files it
+    replaces are moved to var/backup/replaced/<time>/."""
+    from pathlib import Path
+
+    from services.runtime import backup as bk
+
+    root = bk.backup_root(obj.settings)
+    src = Path(backup_dir)
+    if not src.is_dir() and (root / backup_dir).is_dir():
+        src = root / backup_dir  # e.g. `qts-ctl restore 2026-11-25/154000`
+    running = sorted(
+        p["name"]
+        for p in obj.supervisord().processes().values()
+        if p.get("group") == "qts" and p.get("statename") not in ("STOPPED", "EXITED", "FATAL")
+    )
+    rt = obj.settings.runtime
+    for name in WATCHED:  # also a service started by hand, outside supervisord
+        try:
+            client.request(client.ctl_address(rt.run_dir, name, rt.endpoints), "ping", None, 0.3)
+            running.append(name)
+        except client.CtlTimeout:
+            pass
+    if running:
+        fail(
+            CtlCode.BAD_REQUEST,
+            f"services are running ({', '.join(sorted(set(running)))}): `qts-ctl down` first",
+        )
+    try:
+        # the journal is the record of what was sent: never restore the venue's book without it
+        data = bk.restore(src.resolve(), rt.var_path, root / bk.REPLACED_DIR, ("execution",))
+    except (bk.BackupError, OSError) as exc:
+        fail(CtlCode.BAD_REQUEST, f"nothing restored: {exc}")
+    lines = [f"restored from {data['from']}:", *(f"  {p}" for p in data["restored"])]
+    if data["replaced_to"]:
+        lines.append(f"the files it replaced are in {data['replaced_to']}")
+    emit(data, "\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------- keys
+@cli.group()
+def keys() -> None:
+    """CURVE keys for tcp:// endpoints across hosts (docs/deployment.md "Across hosts")."""
+
+
+@keys.command("generate")
+@click.option("--dir", "directory", default=None, help="key directory (default runtime.curve_dir)")
+@click.option("--force", is_flag=True, help="replace existing keys (every host needs the new ones)")
+@json_option
+def keys_generate(directory: str | None, force: bool) -> None:
+    """Write a keypair for every service and for qts-ctl: public/*.key (copy to every host) and
+    private/*.key_secret (mode 0600; copy each only to the host that runs that party)."""
+    from pathlib import Path
+
+    if directory is None:
+        try:
+            target = load_settings().runtime.curve_path  # not Ctx.settings: it needs the keys
+        except ConfigError as exc:
+            fail(CtlCode.BAD_REQUEST, str(exc))
+    else:
+        target = Path(directory)
+    try:
+        parties = curve.generate(target, overwrite=force)
+    except curve.CurveError as exc:
+        fail(CtlCode.BAD_REQUEST, str(exc))
+    data = {
+        "dir": str(target),
+        "public": [str(curve.public_dir(target) / f"{p}.key") for p in parties],
+        "private": [str(curve.private_dir(target) / f"{p}.key_secret") for p in parties],
+    }
+    emit(data, f"CURVE keys for {', '.join(parties)} in {target} (public/, private/)")
 
 
 # ---------------------------------------------------------------------------------- logs

@@ -20,9 +20,22 @@ from services.execution.engine import ExecutionEngine
 from services.execution.journal import Journal
 from services.execution.orders import IllegalTransition
 from services.execution.queries import BrokerQueries
+from services.runtime.backup import Sources
+from services.runtime.backup_schedule import Backups
 from services.runtime.log import logger
 from services.runtime.service import Service
 from services.runtime.snapshots import fetch_instruments
+
+# the journal, the broker ledgers (fill numbering) and the other processes' JSON state files
+JOURNAL_BACKUP = Sources(
+    databases=("state/journal.db",),
+    files=("state/*.json", "broker/*/ledger-*.jsonl"),
+    facts={
+        "journal_last_seq": "SELECT coalesce(max(seq), 0) FROM events",
+        "orders": "SELECT count(*) FROM orders",
+        "fills": "SELECT count(*) FROM fills",
+    },
+)
 
 
 def _unused(frame: bytes) -> None:
@@ -58,6 +71,8 @@ class ExecutionService(Service):
         self.command("fills", lambda args: {"fills": self.journal.fills()})
         self.command("events_since", self.cmd_events_since)
         self.every(0.1, self.tick)
+        # online backups on their own thread: `backup` command, schedule, end of day
+        self.backups = Backups(self, JOURNAL_BACKUP)
         self.status, self.detail = "recovering", "reconciling with the broker"
         self.next_reconcile = 0.0
         self.reconcile_backoff_until = 0.0
@@ -183,12 +198,17 @@ class ExecutionService(Service):
                 self.engine.cancel_all(self.epoch)
         else:
             self.count("reconciliations")
-            differences = sum(stats.values())
-            if differences:
-                # anything the broker knows that our notices did not tell us is now journaled
-                # and published like any event
-                self.count("reconcile_differences", differences)
-                logger.warning("reconciliation ({}) found differences: {}", purpose, stats)
+            found = sum(stats.values())
+            if found and purpose == "periodic":
+                # unexplained: our notices missed something without our knowing (the
+                # supervisor's guardrail counts these); it is journaled and published now
+                self.count("reconcile_differences", found)
+                logger.warning("periodic reconciliation found differences: {}", stats)
+            elif found:
+                # asked for because of a known cause (a notice gap, an unanswered send): the
+                # recovery working as designed, not a difference
+                self.count("reconcile_recovered", found)
+                logger.info("reconciliation ({}) recovered: {}", purpose, stats)
         # the first check of the day fixes the day's baseline (holdings QTS did not make)
         self.check_positions(snapshot.holdings, strict=purpose == "periodic")
 
@@ -233,6 +253,8 @@ class ExecutionService(Service):
         }
 
     def teardown(self) -> None:
+        if hasattr(self, "backups"):
+            self.backups.close()
         adapter = getattr(self, "adapter", None)  # absent when setup refused the broker type
         if adapter is not None:
             self.queries.close()

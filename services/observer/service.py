@@ -14,18 +14,45 @@ import zmq
 
 from protocol import codec
 from protocol.codes import CtlCode
-from protocol.enums import MarketPhase
-from protocol.messages import Book, CtlReply, EndOfStream, Instrument, PhaseChanged, Trade
+from protocol.enums import MarketPhase, TradingState
+from protocol.messages import (
+    Book,
+    CtlReply,
+    EndOfStream,
+    ExecEvent,
+    Instrument,
+    IntentDenied,
+    OrderSubmitted,
+    PhaseChanged,
+    Trade,
+)
 from services.observer.engine import DEFAULT_LIMIT, MdHistory, ObserverEngine
 from services.observer.replay import ReplayError, read_recording
 from services.observer.sources.external import ExternalSource, external_source
 from services.observer.synthetic import SyntheticSource
+from services.runtime import client
 from services.runtime.log import logger
 from services.runtime.service import DEFERRED, CommandError, Deferred, Service
 from services.runtime.session import SessionClock
 
 TICK_S = 0.002
 MAX_BATCH = 5_000
+# observer.replay_wait_active: how long after the observer hears ACTIVE the replay starts, so that
+# every other service has heard it too (the supervisor publishes a change at once, then 10/s)
+REPLAY_SETTLE_S = 1.0
+# observer.replay_lockstep waits at most this long for the pipeline after an event (an order
+# execution never answered, a strategy that does not reply), counts it and goes on
+IN_FLIGHT_MAX_S = 2.0
+LOCKSTEP_CALL_S = 0.5  # one ctl request to the strategy
+
+
+def cause_seq(intent_id: str, stream: int) -> int:
+    """The md seq a strategy's intent answered (services/runtime/ids.intent_id: strategy:stream:
+    seq:n), or 0 if it answered something else (an order event, a timer) or another stream."""
+    parts = intent_id.rsplit(":", 3)
+    if len(parts) != 4 or parts[1] != str(stream) or not parts[2].isdigit():
+        return 0
+    return int(parts[2])
 
 
 class ObserverService(Service):
@@ -71,6 +98,21 @@ class ObserverService(Service):
             self.events = read_recording(cfg.replay_path)
             self.rate = cfg.rate_hz
             self.replay_speed = cfg.replay_speed
+        self.replay = cfg.source == "replay"
+        self.active_since = 0.0 if self.replay and cfg.replay_wait_active else -1.0
+        # a lockstep replay holds its next event until the pipeline is done with the last one
+        # (docs/venue.md "Replay through the whole system")
+        self.in_flight: dict[str, float] = {}  # client order id -> when seen submitted
+        self.market_seq = 0  # the seq of the latest market event (not a repeat) published
+        self.lockstep = self.replay and cfg.replay_lockstep
+        self.synced_seq = 0  # lockstep: the latest market event the pipeline is done with
+        self.sync_since = 0.0  # when the wait for synced_seq began
+        self.answered = 0  # intents execution has decided: OrderSubmitted + IntentDenied seen
+        self.exec_seq = 0  # the latest exec event seen
+        rt = self.settings.runtime
+        self.strategy_ctl = client.ctl_address(rt.run_dir, "strategy", rt.endpoints)
+        if self.lockstep:
+            self.on(self.connect(zmq.SUB, "exec"), "exec", self.on_exec)
         self.max_events = cfg.max_events
         self.done = False
         self.started = 0.0
@@ -131,7 +173,10 @@ class ObserverService(Service):
         self.market_phase = PhaseChanged(
             stream=0, seq=0, symbol="", exch_ns=when, phase=phase, closes_ns=closes_ns
         )
-        self.publish(self.engine.stamp(self.market_phase, time.monotonic_ns()))
+        stamped = self.engine.stamp(self.market_phase, time.monotonic_ns())
+        if stamped is not None:
+            self.publish(stamped)
+            self.market_seq = stamped.seq
 
     def publish_instruments(self) -> None:
         if getattr(self, "market_phase", None) is not None:
@@ -147,6 +192,8 @@ class ObserverService(Service):
         if self.done:
             return
         now = time.monotonic()
+        if not self.replay_may_start(now):
+            return
         if not self.started:
             self.started = now
         for _ in range(min(self.due(now), MAX_BATCH)):
@@ -160,16 +207,27 @@ class ObserverService(Service):
             if not self.replay_due(event, now):
                 self.pending = event  # held until its exchange-time gap has passed
                 return
+            if self.lockstep and (self.orders_in_flight(now) or not self.caught_up(now)):
+                self.pending = event  # held: the pipeline is not done with the last event
+                return
             if isinstance(event, Instrument):
                 self.instruments = [i for i in self.instruments if i.symbol != event.symbol]
                 self.instruments.append(event)
             self.published_due += 1
             if isinstance(event, EndOfStream):
                 continue  # a recording's own end marker; we send ours
-            self.exch_clock_ns = getattr(event, "exch_ns", 0) or self.exch_clock_ns
+            exch_ns = getattr(event, "exch_ns", 0)
+            if exch_ns and exch_ns != self.exch_clock_ns:
+                self.exch_clock_ns = exch_ns
+                if self.replay:
+                    # the phase at this event's exchange time goes out before the event, at the
+                    # same place in the stream on every run (the 0.2 s timer would put it
+                    # wherever the wall clock happened to be: a fast replay's phases would move)
+                    self.check_phase()
             stamped = self.engine.stamp(event, time.monotonic_ns())
             if stamped is not None:
                 self.publish(stamped)
+                self.market_seq = stamped.seq
 
     def pump_external(self, source: ExternalSource) -> None:
         # staleness counts only while the market trades continuously (by QTS's own clock)
@@ -202,6 +260,84 @@ class ObserverService(Service):
             logger.error("{}", exc)
             self.finish(f"source exhausted after {self.engine.events} events ({exc})")
         return None
+
+    def replay_may_start(self, now: float) -> bool:
+        """With observer.replay_wait_active, a replay waits until trading has been ACTIVE for
+        REPLAY_SETTLE_S: every service is up, subscribed and trading when the first event goes
+        out (a replay started with the processes would be half over before they were)."""
+        if self.active_since < 0:
+            return True
+        if self.trading_state is not TradingState.ACTIVE:
+            self.active_since = 0.0
+            return False
+        if not self.active_since:
+            self.active_since = now
+            logger.info("trading is ACTIVE: the replay starts in {} s", REPLAY_SETTLE_S)
+        if now - self.active_since < REPLAY_SETTLE_S:
+            return False
+        self.active_since = -1.0  # started: a later halt does not pause the recording
+        return True
+
+    def on_exec(self, event: ExecEvent) -> None:
+        """Track the orders execution has sent to the broker and not yet heard back on."""
+        self.exec_seq = max(self.exec_seq, event.seq)
+        if isinstance(event, OrderSubmitted | IntentDenied):
+            self.answered += 1
+        if isinstance(event, OrderSubmitted):
+            self.in_flight[event.client_order_id] = time.monotonic()
+            cause = cause_seq(event.intent_id, self.engine.stream)
+            if cause and cause < self.market_seq:
+                # a later market event went out before this order reached execution: the venue
+                # may have taken it first (the lockstep exists so that this never happens)
+                self.count("replay_late_orders")
+        elif hasattr(event, "client_order_id"):  # accepted, rejected, filled or canceled
+            self.in_flight.pop(event.client_order_id, None)
+
+    def orders_in_flight(self, now: float) -> bool:
+        """Whether an order execution sent has not been answered yet (the venue has not matched
+        it); one unanswered for IN_FLIGHT_MAX_S is counted and no longer waited for."""
+        for cid, since in list(self.in_flight.items()):
+            if now - since > IN_FLIGHT_MAX_S:
+                del self.in_flight[cid]
+                self.count("replay_unanswered_orders")
+                logger.warning("replay: order {} unanswered for {} s", cid, IN_FLIGHT_MAX_S)
+        return bool(self.in_flight)
+
+    def caught_up(self, now: float) -> bool:
+        """observer.replay_lockstep: whether the pipeline is done with the latest market event:
+        the strategy has taken it, execution has decided every intent the strategy sent (each
+        one is an OrderSubmitted or an IntentDenied on `exec`) and the strategy has every exec
+        event seen so far. Two ctl requests to the strategy; the venue part is in_flight."""
+        if self.synced_seq >= self.market_seq:
+            return True
+        if not self.sync_since:
+            self.sync_since = now
+        intents = 0
+        try:
+            stats = client.call(self.strategy_ctl, "stats", None, LOCKSTEP_CALL_S, self.ctx)
+            md = stats["md"]
+            done = (
+                md["stream"] == self.engine.stream
+                and md["seq"] >= self.market_seq
+                and stats["exec_seq"] >= self.exec_seq
+            )
+            if done:
+                ping = client.call(self.strategy_ctl, "ping", None, LOCKSTEP_CALL_S, self.ctx)
+                intents = ping["counters"].get("intents", 0)
+                done = intents <= self.answered
+        except (client.CtlTimeout, client.CtlFailed, KeyError, TypeError) as exc:
+            logger.warning("replay lockstep: strategy: {!r}", exc)
+            done = False
+        if not done and now - self.sync_since < IN_FLIGHT_MAX_S:
+            return False
+        if not done:
+            self.count("replay_sync_timeouts")
+            logger.warning("replay lockstep: gave up waiting for seq {}", self.market_seq)
+            # intents that never became an exec event (dropped, a resent duplicate, sent before
+            # this observer subscribed) are not waited for again
+            self.answered = max(self.answered, intents)
+        self.synced_seq, self.sync_since = self.market_seq, 0.0
+        return True
 
     def replay_due(self, event: Any, now: float) -> bool:
         """At replay_speed N > 0 an event is due once its exchange-time distance from the

@@ -17,6 +17,7 @@ from protocol import codec
 from protocol.codes import CtlCode
 from protocol.endpoints import ctl_name, endpoint
 from protocol.messages import CtlReply, CtlRequest
+from services.runtime import curve
 
 
 class CtlTimeout(Exception):
@@ -50,10 +51,16 @@ def request(
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
+        curve.secure(sock, address, bind=False)  # a CURVE client on tcp:// (runtime/curve.py)
         sock.connect(address)
         req = CtlRequest(request_id=uuid.uuid4().hex[:12], command=command, args=args or {})
-        sock.send_multipart([b"", codec.encode(req)])
         deadline_ms = int(timeout * 1000)
+        # a peer that refused us (CURVE: unknown key) leaves no pipe to queue on: never block
+        sock.setsockopt(zmq.SNDTIMEO, deadline_ms)
+        try:
+            sock.send_multipart([b"", codec.encode(req)])
+        except zmq.Again:
+            raise CtlTimeout(f"{command!r}: not connected to {address} in {timeout:g}s") from None
         while True:
             if not sock.poll(deadline_ms, zmq.POLLIN):
                 raise CtlTimeout(f"no reply to {command!r} from {address} within {timeout:g}s")

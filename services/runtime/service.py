@@ -30,7 +30,7 @@ from protocol.messages import (
     Heartbeat,
     TradingStateUpdate,
 )
-from services.runtime import log
+from services.runtime import curve, log
 from services.runtime.histogram import LatencyHistogram
 from services.runtime.log import logger
 from services.runtime.settings import ConfigError, Settings, load_settings
@@ -115,6 +115,7 @@ class Service:
         if kind == zmq.SUB and subscribe:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
         addr = self.address(name)
+        curve.secure(sock, addr, bind=bind)  # CURVE on tcp:// only (services/runtime/curve.py)
         if bind:
             if addr.startswith("ipc://"):
                 # a SIGKILLed predecessor leaves its socket file behind; binding replaces it
@@ -443,6 +444,7 @@ class Service:
             try:
                 self.teardown()
             finally:
+                curve.stop(self.ctx)
                 self.ctx.destroy(linger=0)
         return self._exit_code
 
@@ -471,6 +473,7 @@ def main(service_cls: type[Service]) -> int:
     """Entry point shared by every `python -m services.<name>`."""
     try:
         settings = load_settings()
+        curve.configure(settings, service_cls.name)  # tcp:// endpoints without keys: exit 2
     except ConfigError as exc:
         print(f"{service_cls.name}: {exc}", flush=True, file=__import__("sys").stderr)
         return 2

@@ -45,10 +45,19 @@ class RuntimeSettings(Section):
     endpoints: dict[str, str] = {}  # name -> tcp://host:port overrides for multi-host runs
     sndhwm: int = Field(100_000, gt=0)
     rcvhwm: int = Field(100_000, gt=0)
+    # CURVE keys for tcp:// endpoints (services/runtime/curve.py): public/ and private/;
+    # unset = <var_dir>/keys; relative paths are relative to the repo root
+    curve_dir: Path | None = None
 
     @property
     def var_path(self) -> Path:
         return self.var_dir if self.var_dir.is_absolute() else REPO_ROOT / self.var_dir
+
+    @property
+    def curve_path(self) -> Path:
+        if self.curve_dir is None:
+            return self.var_path / "keys"
+        return self.curve_dir if self.curve_dir.is_absolute() else REPO_ROOT / self.curve_dir
 
     @property
     def run_dir(self) -> Path:
@@ -82,6 +91,11 @@ class ObserverSettings(Section):
     seed: int = 7
     replay_path: Path | None = None
     replay_speed: float = Field(0.0, ge=0)  # 0 = as fast as possible, 1 = real time, N = N x
+    # a replay starts only once trading is ACTIVE (every service up and told), not at start-up
+    replay_wait_active: bool = False
+    # a replay publishes its next market event only once the strategy has taken the last one
+    # and execution and the venue have answered every intent and order it caused (docs/venue.md)
+    replay_lockstep: bool = False
     max_events: int | None = Field(None, gt=0)  # stop after this many events (then EndOfStream)
     instrument_every_s: float = Field(1.0, gt=0)  # late joiners learn reference data fast
     # md_since (Clone pattern): the last N published md messages are kept, encoded, for
@@ -436,6 +450,23 @@ class MetricsSettings(Section):
     bind_retry_s: float = Field(10.0, gt=0)  # port taken: try again this often
 
 
+class BackupSettings(Section):
+    """Online backups of the SQLite stores and state files (services/runtime/backup.py,
+    docs/operations.md "Backup and restore"). `qts-ctl backup` works whatever these say."""
+
+    enabled: bool = True  # the scheduled and end-of-day backups
+    dir: Path = Path("backup")  # under var_dir unless absolute
+    interval_s: float = Field(1800.0, ge=0)  # slots aligned to KST midnight; 0 = none
+    at_close: bool = True  # one more after the KRX close (by the calendar) on session days
+    after_close_s: float = Field(600.0, ge=0)
+    keep_count: int = Field(48, ge=1)  # the newest backups kept...
+    keep_days: int = Field(30, ge=1)  # ...plus each day's last one for this many KST days
+    pages: int = Field(256, ge=1)  # SQLite pages copied per step (4 KiB each)
+    step_sleep_ms: float = Field(2.0, ge=0)  # between steps, so the writer commits in between
+    max_restarts: int = Field(3, ge=0)  # then the rest in one step (WAL: the writer goes on)
+    wait_s: float = Field(30.0, ge=0)  # the venue's scheduled copy waits for execution's
+
+
 class Settings(Section):
     runtime: RuntimeSettings = RuntimeSettings()
     observer: ObserverSettings = ObserverSettings()
@@ -452,6 +483,7 @@ class Settings(Section):
     notifier: NotifierSettings = NotifierSettings()
     session: SessionSettings = SessionSettings()
     metrics: MetricsSettings = MetricsSettings()
+    backup: BackupSettings = BackupSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -7,6 +7,10 @@ halt (a broker would not); it matches against the observer's market data (SUB `m
 
 Order of effects, always: commit to SQLite, then answer, then notify. The ack of a new order
 goes out before any fill notice it caused, whatever latencies are configured.
+
+Its clock is the wall clock, or in a replay (observer.source "replay") the exchange time of the
+latest market event it has seen: order and fill times, the sell tax's settlement date and the
+"today" of queries are then the recorded day's, the same on every run (docs/venue.md).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from protocol.venue import (
     VenueQueryReply,
     VenueRequest,
 )
+from services.runtime.backup import Sources
+from services.runtime.backup_schedule import Backups
 from services.runtime.log import logger
 from services.runtime.md_sync import MdSync, observer_fetch
 from services.runtime.service import Service
@@ -108,6 +114,8 @@ class VenueService(Service):
         self.fill_s = cfg.fill_latency_ms / 1000.0
         self.order_s = cfg.order_latency_ms / 1000.0
         self.cancel_s = cfg.cancel_latency_ms / 1000.0
+        self.replay = self.settings.observer.source == "replay"
+        self.exch_ns = 0  # the latest market event's exchange time (the clock of a replay)
         # requests on their way to the matching engine: (due, arrival no, identity, request)
         self.inbound: list[tuple[float, int, bytes, VenueNewOrder | VenueCancel]] = []
         self.arrivals = 0
@@ -118,7 +126,9 @@ class VenueService(Service):
         self.router = self.bind(zmq.ROUTER, "venue")
         self.notice_pub = self.bind(zmq.PUB, "venue_notice")
         self.md = self.connect(zmq.SUB, "md")
-        # md through md_sync: a trade lost in a gap is fetched from the observer and matched
+        # md through md_sync: a trade lost in a gap is fetched from the observer and matched.
+        # Registered before the requests: when the venue was busy and both wait, the market
+        # data goes first, as it left the observer before any order it caused (docs/venue.md)
         self.md_sync = MdSync(observer_fetch(self), self.on_md, self.count)
         self.on(self.md, "md", self.md_sync.live)
         self.every(0.1, self.md_sync.poll)
@@ -127,8 +137,13 @@ class VenueService(Service):
             self.every(0.001, self.flush_delayed)  # only when a latency is modelled
         self.command("orders", self.cmd_orders)
         self.command("balance", self.cmd_balance)
+        # online backups of venue.db on their own thread, after execution's journal (the
+        # venue may then know orders the journal does not; reconciliation adopts them)
+        self.backups = Backups(self, Sources(databases=("state/venue.db",)), after=("execution",))
 
     def teardown(self) -> None:
+        if hasattr(self, "backups"):
+            self.backups.close()
         if self.answers or self.notices or self.inbound:
             # like a broker that died: the state is committed, clients reconcile by query
             # (requests still on their way never reached the engine: no order number exists)
@@ -139,6 +154,10 @@ class VenueService(Service):
                 len(self.notices),
             )
         self.store.close()
+
+    def now_ns(self) -> int:
+        """The venue's clock: a replay's exchange time once it has one, else the wall clock."""
+        return self.exch_ns if self.replay and self.exch_ns else time.time_ns()
 
     # ------------------------------------------------------------------ sending
     def answer(self, identity: bytes, msg: VenueAck | VenueQueryReply) -> float:
@@ -200,7 +219,7 @@ class VenueService(Service):
                     ts_ns=f.ts_ns,
                 )
             )
-        now_ns = time.time_ns()
+        now_ns = self.now_ns()
         for o in closed:
             self.notice_seq += 1
             notices.append(
@@ -229,10 +248,13 @@ class VenueService(Service):
 
     # ------------------------------------------------------------------ market data
     def on_md(self, event: MarketData) -> None:
+        exch_ns = getattr(event, "exch_ns", 0)
+        if exch_ns > self.exch_ns:  # repeats of reference data and phases may carry older times
+            self.exch_ns = exch_ns
         if isinstance(event, Trade):
-            fills = self.venue.on_trade(event, time.time_ns())
+            fills = self.venue.on_trade(event, self.now_ns())
         elif isinstance(event, Book):
-            fills = self.venue.on_book(event, time.time_ns())
+            fills = self.venue.on_book(event, self.now_ns())
         elif isinstance(event, Instrument):
             # about one a second a symbol: cheap to compare, written only when it changed
             if reference_changed(self.venue.instruments.get(event.symbol), event):
@@ -243,7 +265,7 @@ class VenueService(Service):
         elif isinstance(event, PhaseChanged):
             # the observer repeats the market's phase every second: only a change is written
             before = self.venue.phases()
-            done = self.venue.on_phase(event, time.time_ns())
+            done = self.venue.on_phase(event, self.now_ns())
             changed = self.venue.phases() != before
             if changed:
                 self.count(f"phases.{event.phase.value}")
@@ -283,7 +305,7 @@ class VenueService(Service):
             self.cancel(identity, req)
 
     def new_order(self, identity: bytes, req: VenueNewOrder) -> None:
-        now_ns = time.time_ns()
+        now_ns = self.now_ns()
         result = self.venue.submit(
             req.symbol, req.side, req.qty, req.price, req.order_type, req.tif, now_ns
         )
@@ -307,7 +329,7 @@ class VenueService(Service):
             self.notify(notices, acked)
 
     def cancel(self, identity: bytes, req: VenueCancel) -> None:
-        now_ns = time.time_ns()
+        now_ns = self.now_ns()
         order = self.venue.cancel(req.order_no)
         if order is None:
             status = self.store.order_status(req.order_no)
@@ -333,7 +355,7 @@ class VenueService(Service):
         self.notify(notices, acked)
 
     def query(self, req: VenueQuery) -> VenueAck | VenueQueryReply:
-        today = kst_day_start_ns(time.time_ns())
+        today = kst_day_start_ns(self.now_ns())
         if req.what in ("open_orders", "orders"):
             rows = (
                 self.store.orders(open_only=True)
@@ -386,7 +408,7 @@ class VenueService(Service):
             ok=False,
             code="BAD_QUERY",
             message=f"unknown query {req.what!r}; one of {', '.join(QUERIES)}",
-            ts_ns=time.time_ns(),
+            ts_ns=self.now_ns(),
         )
 
     # ------------------------------------------------------------------ operators

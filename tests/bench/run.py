@@ -20,6 +20,7 @@ from tests.bench.halt import print_halts, run_halts
 from tests.bench.ingest import print_result as print_ingest
 from tests.bench.ingest import run as run_ingest
 from tests.bench.recovery import memory, print_memory, print_restarts, run_restarts
+from tests.bench.replay import print_replay, run_replay
 from tests.bench.risk import print_risk, run_risk_bench
 from tests.kit import REPO, System, eventually
 
@@ -164,6 +165,11 @@ def main() -> int:
     print_risk(risk)
     ingest = run_ingest(50_000 if args.quick else 200_000, 1 if args.quick else 3)
     print_ingest(ingest)
+    replay = run_replay(10_000 if args.quick else 50_000)  # a recorded day, whole pipeline
+    print_replay(replay)
+    replay_lockstep = None if args.quick else run_replay(3_000, lockstep=True)
+    if replay_lockstep:
+        print_replay(replay_lockstep)
     t2o = result["latency_us"].get("tick_to_order")
     if t2o and f["p50"]:
         print(
@@ -184,6 +190,8 @@ def main() -> int:
     }
     payload["risk"] = risk
     payload["ingest"] = ingest
+    payload["replay"] = replay
+    payload["replay_lockstep"] = replay_lockstep
     for name in (f"bench-{stamp}.json", "latest.json"):
         (out_dir / name).write_text(json.dumps(payload, indent=2))
     print(f"\nwritten to {out_dir / 'latest.json'}")

@@ -34,6 +34,7 @@ from services.execution.adapters.base import (
     SubmitAccepted,
     SubmitRejected,
 )
+from services.runtime import curve
 from services.runtime.settings import Settings
 
 QUERY_REQ_BASE = 1 << 40  # query request ids never collide with order refs
@@ -67,10 +68,12 @@ class PaperAdapter(BrokerAdapter):
         # queue nothing for a venue that is not connected: a request queued across a venue
         # restart would reach it seconds later, long after we gave up waiting for it
         self.dealer.setsockopt(zmq.IMMEDIATE, 1)
+        curve.secure(self.dealer, self.venue_addr, bind=False)  # tcp:// venue: CURVE
         self.dealer.connect(self.venue_addr)
         self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        curve.secure(self.sub, self.notice_addr, bind=False)
         self.sub.connect(self.notice_addr)
 
     def close(self) -> None:
@@ -186,6 +189,7 @@ class PaperAdapter(BrokerAdapter):
         sock = self.ctx.socket(zmq.DEALER)  # its own socket: replies never mix with orders'
         sock.setsockopt(zmq.LINGER, 0)
         try:
+            curve.secure(sock, self.venue_addr, bind=False)
             sock.connect(self.venue_addr)
             req_id = next(self.query_ids)
             sock.send_multipart([b"", codec.encode(VenueQuery(req_id=req_id, what=what))])
