@@ -455,14 +455,18 @@ class Service:
         try:
             # ask the socket before each read instead of reading until zmq.Again: raising and
             # catching that exception costs more than the message's own handling (py-spy)
-            while n < 256 and int(sock.get(zmq.EVENTS)) & zmq.POLLIN:
-                frame = sock.recv_multipart(zmq.NOBLOCK) if multipart else sock.recv(zmq.NOBLOCK)
+            while n < 256 and sock.get(_EVENTS) & _POLLIN:  # type: ignore[operator]
+                frame = sock.recv_multipart(_NOBLOCK) if multipart else sock.recv(_NOBLOCK)
                 n += 1
                 handler(frame)
         finally:
             if n:  # frames received per stream, counted once a batch (metric qts_messages)
                 key = "msgs." + self._handlers[sock][0]
                 self.counters[key] = self.counters.get(key, 0) + n
+
+
+# plain ints: pyzmq's enum members cost an enum construction per use on the hot path
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
 def new_request_id() -> str:
