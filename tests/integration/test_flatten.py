@@ -34,8 +34,27 @@ def holdings(system: System) -> dict[str, int]:
     return {s: q for s, q in system.call("venue", "balance")["holdings"].items() if q}
 
 
+def positions_to_close(system: System) -> dict[str, int]:
+    """Holdings frozen in REDUCING (pulse's own sells are not reduce-only, so execution refuses
+    them): otherwise pulse may sell them itself before the flatten starts, leaving the flatten
+    nothing to do."""
+    for _ in range(5):
+        eventually(lambda: len(holdings(system)) >= 2, timeout=20, message="positions")
+        system.ctl("reduce", "--reason", "freeze positions for the flatten test")
+        eventually(
+            lambda: system.call("venue", "balance")["open_orders"] == 0,
+            timeout=10,
+            message="working orders done",
+        )
+        held = holdings(system)
+        if held:
+            return held
+        system.ctl("resume", "--yes", "--reason", "try again")
+    raise AssertionError("pulse never held shares when REDUCING began")
+
+
 def test_flatten_closes_every_position_then_halts(system: System) -> None:
-    eventually(lambda: len(holdings(system)) >= 2, timeout=20, message="positions to close")
+    held = positions_to_close(system)
     proc = system.ctl("halt", "--flatten", "--reason", "flatten test", timeout=120)
     assert "flatten complete" in proc.stdout, proc.stdout
     status = system.call("supervisor", "status")
@@ -53,7 +72,7 @@ def test_flatten_closes_every_position_then_halts(system: System) -> None:
         for o in system.call("execution", "orders", {"limit": 100_000})["orders"]
         if o["intent_id"].startswith("flatten:")
     ]
-    assert flatten_orders
+    assert {o["symbol"] for o in flatten_orders} == set(held)
     assert all(o["side"] == "SELL" for o in flatten_orders)  # long only: nothing bought back
 
 
