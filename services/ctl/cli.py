@@ -428,6 +428,17 @@ def flatten_then_halt(obj: Ctx, reason: str, by: str | None) -> None:
     """The supervisor drives the flatten (it survives this command being interrupted): this
     starts it, then follows the supervisor's status until it reports HALTED."""
     args = {"reason": reason, "by": by or os.environ.get("USER") or getpass.getuser()}
+    rt = obj.settings.runtime
+    try:
+        client.request(
+            client.ctl_address(rt.run_dir, "supervisor", rt.endpoints), "ping", None, 0.5
+        )
+    except client.CtlTimeout:
+        fail(
+            CtlCode.UNAVAILABLE,
+            "flatten needs the supervisor, which does not answer; nothing was changed. "
+            "`qts-ctl halt --reason ...` (without --flatten) halts without it",
+        )
     data = obj.call("supervisor", "flatten", args, timeout=5.0)
     epoch = data["epoch"]
     if not _JSON:

@@ -577,7 +577,7 @@ class ExecutionEngine:
         }
 
     def open_orders(self) -> int:
-        return len(self.journal.orders(open_only=True, limit=1_000_000))
+        return self.journal.open_count()
 
     def side_of(self, coid: str) -> Side:
         return Side(self.journal.order(coid)["side"])

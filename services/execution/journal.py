@@ -400,6 +400,13 @@ class Journal:
             (day, msgspec.json.encode(holdings).decode()),
         )
 
+    def open_count(self) -> int:
+        """Working orders (the status index answers it; no row is read)."""
+        row = self.db.execute(
+            f"SELECT COUNT(*) FROM orders WHERE status IN ({', '.join('?' * len(OPEN))})", OPEN
+        ).fetchone()
+        return int(row[0])
+
     def fill_ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT fill_id FROM fills")}
 

@@ -20,9 +20,8 @@ from services.runtime.calendar import KrxCalendar
 from services.runtime.client import ctl_address
 from services.runtime.journal_sync import JournalSync, ctl_fetch
 from services.runtime.log import logger
-from services.runtime.md_sync import FETCH_ERRORS, MdSync, observer_fetch
+from services.runtime.md_sync import market_snapshot
 from services.runtime.service import Service
-from services.runtime.snapshots import fetch_instruments
 
 COALESCE_S = 0.05  # at most one on-change snapshot every 50 ms
 
@@ -77,7 +76,6 @@ class PortfolioService(Service):
         # marks, not md: each symbol's latest trade every observer.marks_interval_ms is all
         # the marking needs, and the portfolio is not woken by every tick. Conflated, so no
         # md_sync (it has gaps by design); a restart starts from the observer's snapshot
-        self.md_sync = MdSync(observer_fetch(self), self.on_md, self.count)
         self.on(self.connect(zmq.SUB, "marks"), "marks", self.on_md)
         self.on(self.connect(zmq.SUB, "exec"), "exec", self.on_exec)
         self.command("positions", self.cmd_positions)
@@ -88,12 +86,7 @@ class PortfolioService(Service):
         self.every(1.0, self._retry)
         # market and kind decide the sell tax: know them (and the marks) before replaying the
         # journal's fills
-        try:
-            self.md_sync.warm_up(0, 2.0, observer_fetch(self, timeout=1.0))
-        except FETCH_ERRORS as exc:
-            logger.info("no market-data snapshot from the observer ({}); waiting for it", exc)
-            for inst in fetch_instruments(self):
-                self.engine.on_instrument(inst)
+        market_snapshot(self, self.on_md)
         self._recover()
 
     # ------------------------------------------------------------------------------ input

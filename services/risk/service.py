@@ -21,9 +21,8 @@ from services.risk.engine import RiskEngine
 from services.runtime import client
 from services.runtime.journal_sync import fetch_history
 from services.runtime.log import logger
-from services.runtime.md_sync import FETCH_ERRORS, MdSync, observer_fetch
+from services.runtime.md_sync import market_snapshot
 from services.runtime.service import Service
-from services.runtime.snapshots import fetch_instruments
 from services.runtime.statefile import atomic_write
 
 
@@ -43,7 +42,6 @@ class RiskService(Service):
         self.on(self.intents, "intents", self.on_intent)
         # a conflated stream has gaps by design: no md_sync here. Phases and reference data
         # are repeated every second; a restart starts from the observer's snapshot
-        self.md_sync = MdSync(observer_fetch(self), self.on_md, self.count)
         self.on(self.md, "marks", self.on_md)
         self.on(self.exec, "exec", self.engine.on_exec)
         self.command("stats", self.cmd_stats)
@@ -85,14 +83,7 @@ class RiskService(Service):
         """The observer's current state (instruments, market and symbol phases, last trades)
         before the first intent, so a restarted risk does not deny a burst as SESSION_UNKNOWN
         or UNKNOWN_SYMBOL while it waits for the next broadcast."""
-        try:
-            n = self.md_sync.warm_up(0, 2.0, observer_fetch(self, timeout=1.0))
-        except FETCH_ERRORS as exc:
-            logger.info("no market-data snapshot from the observer ({}); waiting for it", exc)
-            for inst in fetch_instruments(self):
-                self.engine.on_instrument(inst)
-            return
-        logger.info("market state from the observer's snapshot: {} messages", n)
+        market_snapshot(self, self.on_md)
 
     def rebuild(self) -> None:
         """Positions and working orders from execution's journal, then live events."""

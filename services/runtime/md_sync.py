@@ -26,6 +26,7 @@ from protocol import codec
 from protocol.messages import MarketData
 from services.runtime import client
 from services.runtime.log import logger
+from services.runtime.snapshots import fetch_instruments
 
 Fetch = Callable[[int, int, int | None], Any]
 """(stream, seq, tail) -> the observer's md_since reply data."""
@@ -314,3 +315,24 @@ def observer_fetch(service: Any, timeout: float = 0.2) -> Fetch:
     """ctl_fetch for a service's configured observer."""
     rt = service.settings.runtime
     return ctl_fetch(client.ctl_address(rt.run_dir, "observer", rt.endpoints), service.ctx, timeout)
+
+
+def market_snapshot(
+    service: Any, deliver: Callable[[MarketData], object], timeout_s: float = 2.0
+) -> int:
+    """The observer's current market state (instruments, phases, the last book and trade per
+    symbol) through deliver(), for a subscriber of the conflated `marks` stream at start (risk,
+    portfolio), which has no sequence to keep. If the observer cannot answer md_since, its
+    instrument snapshot; the feed repeats reference data and phases every second anyway.
+    Returns how many messages were delivered."""
+    try:
+        sync = MdSync(observer_fetch(service, timeout=1.0), deliver, service.count)
+        n = sync.warm_up(0, timeout_s)
+        logger.info("market state from the observer's snapshot: {} messages", n)
+        return n
+    except FETCH_ERRORS as exc:
+        logger.info("no market-data snapshot from the observer ({}); waiting for it", exc)
+        instruments = fetch_instruments(service)
+        for inst in instruments:
+            deliver(inst)
+        return len(instruments)

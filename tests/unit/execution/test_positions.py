@@ -31,3 +31,13 @@ def test_the_baseline_is_fixed_once_per_kst_day(tmp_path: Path) -> None:
     assert engine.check_positions({"005930": 30}, NOW) == {}
     assert engine.check_positions({"005930": 31}, NOW) == {"005930": (30, 31)}
     assert engine.check_positions({"005930": 31}, NOW + DAY) == {}  # a new day, a new baseline
+
+
+def test_open_count_follows_the_order_states(tmp_path: Path) -> None:
+    engine, adapter, _ = make(tmp_path)
+    engine.on_order(order("b1", qty=10), TradingState.ACTIVE, True, NOW, 0)
+    engine.on_order(order("b2", qty=10), TradingState.ACTIVE, True, NOW, 0)
+    assert engine.open_orders() == 2
+    engine.on_adapter([SubmitAccepted(adapter.submits[0][0], "V1", NOW)], NOW, 0)
+    engine.on_adapter([Fill("V1", 1, 10, 70_000, 0, NOW)], NOW, 0)
+    assert engine.open_orders() == 1 == len(engine.journal.orders(open_only=True))
